@@ -1,0 +1,257 @@
+//! In-memory adapters: the zero-setup default (`cargo run` with no storage configured) and the
+//! fast half of the storage contract tests. Same semantics as Azure Storage: create-only and
+//! ETag-conditional writes, write-once results, and a queue with visibility timeouts.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{self, StreamExt};
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+use crate::domain::ports::{
+    Delivery, ETag, PutOutcome, Receipt, RecordStore, ResultBody, ResultStore, StoreError,
+    WorkQueue,
+};
+
+/// Versions for ETags, unique across the process so a deleted and re-created item never
+/// reuses an old ETag.
+static VERSION: AtomicU64 = AtomicU64::new(1);
+
+fn next_version() -> u64 {
+    VERSION.fetch_add(1, Ordering::Relaxed)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind; keep serving it.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Debug, Default)]
+pub struct MemoryRecordStore {
+    docs: Mutex<HashMap<String, (Bytes, ETag)>>,
+}
+
+impl MemoryRecordStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl RecordStore for MemoryRecordStore {
+    async fn insert(&self, key: &str, doc: Bytes) -> Result<ETag, StoreError> {
+        let mut docs = lock(&self.docs);
+        if docs.contains_key(key) {
+            return Err(StoreError::AlreadyExists);
+        }
+        let etag = next_version().to_string();
+        docs.insert(key.to_string(), (doc, etag.clone()));
+        Ok(etag)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<(Bytes, ETag)>, StoreError> {
+        Ok(lock(&self.docs).get(key).cloned())
+    }
+
+    async fn replace(&self, key: &str, doc: Bytes, etag: &str) -> Result<ETag, StoreError> {
+        let mut docs = lock(&self.docs);
+        match docs.get_mut(key) {
+            None => Err(StoreError::NotFound),
+            Some((_, current)) if current != etag => Err(StoreError::PreconditionFailed),
+            Some(entry) => {
+                let etag = next_version().to_string();
+                *entry = (doc, etag.clone());
+                Ok(etag)
+            }
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        lock(&self.docs).remove(key);
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys: Vec<String> = lock(&self.docs)
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+}
+
+/// Results held in memory, streamed out in slices of the stored buffer (no copies).
+#[derive(Debug, Default)]
+pub struct MemoryResultStore {
+    blobs: Mutex<HashMap<String, (Bytes, String)>>,
+}
+
+impl MemoryResultStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+const CHUNK: usize = 64 * 1024;
+
+#[async_trait]
+impl ResultStore for MemoryResultStore {
+    async fn put_if_absent(
+        &self,
+        name: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<PutOutcome, StoreError> {
+        let mut blobs = lock(&self.blobs);
+        if blobs.contains_key(name) {
+            return Ok(PutOutcome::AlreadyExisted);
+        }
+        blobs.insert(name.to_string(), (body, content_type.to_string()));
+        Ok(PutOutcome::Created)
+    }
+
+    async fn open(&self, name: &str) -> Result<Option<ResultBody>, StoreError> {
+        let Some((body, content_type)) = lock(&self.blobs).get(name).cloned() else {
+            return Ok(None);
+        };
+        let len = body.len();
+        let chunks =
+            stream::iter((0..len).step_by(CHUNK).map(move |start| {
+                Ok::<_, StoreError>(body.slice(start..(start + CHUNK).min(len)))
+            }));
+        Ok(Some(ResultBody {
+            content_type,
+            content_length: len as u64,
+            chunks: chunks.boxed(),
+        }))
+    }
+
+    fn read_link(
+        &self,
+        _name: &str,
+        _expires: OffsetDateTime,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), StoreError> {
+        lock(&self.blobs).remove(name);
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<String>, StoreError> {
+        let mut names: Vec<String> = lock(&self.blobs).keys().cloned().collect();
+        names.sort();
+        Ok(names)
+    }
+}
+
+#[derive(Debug)]
+struct QueuedMessage {
+    id: u64,
+    text: String,
+    dequeue_count: u32,
+    visible_at: Instant,
+    pop_receipt: u64,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    messages: Vec<QueuedMessage>,
+    poison: Vec<String>,
+}
+
+/// A queue with the semantics of an Azure Storage queue (at-least-once, visibility timeout,
+/// pop receipts, dequeue count) and a poison queue beside it.
+#[derive(Debug, Default)]
+pub struct MemoryWorkQueue {
+    state: Mutex<QueueState>,
+}
+
+impl MemoryWorkQueue {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Messages in the queue, visible or not.
+    pub fn len(&self) -> usize {
+        lock(&self.state).messages.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The texts moved to the poison queue.
+    pub fn poison_messages(&self) -> Vec<String> {
+        lock(&self.state).poison.clone()
+    }
+}
+
+#[async_trait]
+impl WorkQueue for MemoryWorkQueue {
+    async fn send(&self, text: &str) -> Result<(), StoreError> {
+        lock(&self.state).messages.push(QueuedMessage {
+            id: next_version(),
+            text: text.to_string(),
+            dequeue_count: 0,
+            visible_at: Instant::now(),
+            pop_receipt: 0,
+        });
+        Ok(())
+    }
+
+    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, StoreError> {
+        let now = Instant::now();
+        let mut state = lock(&self.state);
+        let mut out = Vec::new();
+        for m in state.messages.iter_mut() {
+            if out.len() >= max {
+                break;
+            }
+            if m.visible_at > now {
+                continue;
+            }
+            m.dequeue_count += 1;
+            m.pop_receipt = next_version();
+            m.visible_at = now + visibility;
+            out.push(Delivery {
+                text: m.text.clone(),
+                dequeue_count: m.dequeue_count,
+                receipt: Receipt {
+                    message_id: m.id.to_string(),
+                    pop_receipt: m.pop_receipt.to_string(),
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, receipt: &Receipt) -> Result<(), StoreError> {
+        let mut state = lock(&self.state);
+        let found = state.messages.iter().position(|m| {
+            m.id.to_string() == receipt.message_id
+                && m.pop_receipt.to_string() == receipt.pop_receipt
+        });
+        match found {
+            Some(i) => {
+                state.messages.remove(i);
+                Ok(())
+            }
+            // As on Azure: a stale pop receipt (the message was received again since) is refused.
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery) -> Result<(), StoreError> {
+        lock(&self.state).poison.push(delivery.text.clone());
+        self.delete(&delivery.receipt).await
+    }
+}

@@ -1,0 +1,208 @@
+//! The queue message: the customer record plus the sample's fields `RequestGUID`,
+//! `RequestSubmittedAt` and `RequestStatusURL`. A record too large for one queue message
+//! travels by claim check: the payload is stored and the message carries `RequestPayloadRef`.
+
+use serde_json::{Map, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::operation::OperationId;
+
+pub const REQUEST_GUID: &str = "RequestGUID";
+pub const REQUEST_SUBMITTED_AT: &str = "RequestSubmittedAt";
+pub const REQUEST_STATUS_URL: &str = "RequestStatusURL";
+pub const REQUEST_PAYLOAD_REF: &str = "RequestPayloadRef";
+pub const REQUEST_TRACEPARENT: &str = "RequestTraceparent";
+const ENVELOPE_FIELDS: [&str; 5] = [
+    REQUEST_GUID,
+    REQUEST_SUBMITTED_AT,
+    REQUEST_STATUS_URL,
+    REQUEST_PAYLOAD_REF,
+    REQUEST_TRACEPARENT,
+];
+
+/// Where the record is: in the message, or stored under a key (claim check).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    Inline(Map<String, Value>),
+    Stored(String),
+}
+
+/// A decoded work message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkMessage {
+    pub id: OperationId,
+    pub submitted_at: OffsetDateTime,
+    pub status_url: String,
+    pub payload: Payload,
+    /// W3C trace context of the submitting request, so the worker's logs join its trace.
+    pub traceparent: Option<String>,
+}
+
+/// A message that cannot be decoded; `id` is set when the operation could still be identified.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("undecodable work message: {reason}")]
+pub struct UndecodableMessage {
+    pub id: Option<OperationId>,
+    pub reason: String,
+}
+
+impl WorkMessage {
+    /// The message text (JSON). The transport encoding (base64) is the queue adapter's business.
+    pub fn encode(&self) -> String {
+        let mut fields = match &self.payload {
+            Payload::Inline(record) => record.clone(),
+            Payload::Stored(key) => {
+                let mut m = Map::new();
+                m.insert(REQUEST_PAYLOAD_REF.into(), Value::String(key.clone()));
+                m
+            }
+        };
+        fields.insert(REQUEST_GUID.into(), Value::String(self.id.to_string()));
+        fields.insert(
+            REQUEST_SUBMITTED_AT.into(),
+            Value::String(rfc3339(self.submitted_at)),
+        );
+        fields.insert(
+            REQUEST_STATUS_URL.into(),
+            Value::String(self.status_url.clone()),
+        );
+        if let Some(tp) = &self.traceparent {
+            fields.insert(REQUEST_TRACEPARENT.into(), Value::String(tp.clone()));
+        }
+        Value::Object(fields).to_string()
+    }
+
+    /// Decodes message text. Strict: the message is ours, so anything off is a clear error.
+    pub fn decode(text: &str) -> Result<Self, UndecodableMessage> {
+        let mut fields = match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => return Err(undecodable(None, "the message is not a JSON object")),
+            Err(e) => return Err(undecodable(None, format!("the message is not JSON: {e}"))),
+        };
+        let id = match fields.get(REQUEST_GUID) {
+            Some(Value::String(s)) => s.parse::<OperationId>().map_err(|_| {
+                undecodable(None, format!("`{REQUEST_GUID}` is not an operation id"))
+            })?,
+            _ => return Err(undecodable(None, format!("`{REQUEST_GUID}` is missing"))),
+        };
+        let submitted_at = match fields.get(REQUEST_SUBMITTED_AT) {
+            Some(Value::String(s)) => OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
+                undecodable(
+                    Some(id),
+                    format!("`{REQUEST_SUBMITTED_AT}` is not an RFC 3339 time"),
+                )
+            })?,
+            _ => {
+                return Err(undecodable(
+                    Some(id),
+                    format!("`{REQUEST_SUBMITTED_AT}` is missing"),
+                ))
+            }
+        };
+        let status_url = match fields.get(REQUEST_STATUS_URL) {
+            Some(Value::String(s)) => s.clone(),
+            _ => {
+                return Err(undecodable(
+                    Some(id),
+                    format!("`{REQUEST_STATUS_URL}` is missing"),
+                ))
+            }
+        };
+        let traceparent = match fields.get(REQUEST_TRACEPARENT) {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let payload = match fields.get(REQUEST_PAYLOAD_REF) {
+            Some(Value::String(key)) if key == &id.payload_key() => Payload::Stored(key.clone()),
+            Some(_) => {
+                return Err(undecodable(
+                    Some(id),
+                    format!("`{REQUEST_PAYLOAD_REF}` does not name this operation's payload"),
+                ))
+            }
+            None => {
+                for f in ENVELOPE_FIELDS {
+                    fields.remove(f);
+                }
+                Payload::Inline(fields)
+            }
+        };
+        Ok(Self {
+            id,
+            submitted_at,
+            status_url,
+            payload,
+            traceparent,
+        })
+    }
+}
+
+fn undecodable(id: Option<OperationId>, reason: impl Into<String>) -> UndecodableMessage {
+    UndecodableMessage {
+        id,
+        reason: reason.into(),
+    }
+}
+
+/// RFC 3339 text for a time; formatting a valid `OffsetDateTime` this way cannot fail.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(payload: Payload) -> WorkMessage {
+        WorkMessage {
+            id: OperationId::new_random(),
+            submitted_at: OffsetDateTime::UNIX_EPOCH,
+            status_url: "https://app.example/api/RequestStatus/x".into(),
+            payload,
+            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+        }
+    }
+
+    #[test]
+    fn carries_the_samples_fields_and_round_trips() {
+        let mut record = Map::new();
+        record.insert("id".into(), "1".into());
+        record.insert("customername".into(), "Contoso".into());
+        let m = message(Payload::Inline(record));
+        let text = m.encode();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["RequestGUID"], m.id.to_string());
+        assert_eq!(v["RequestSubmittedAt"], "1970-01-01T00:00:00Z");
+        assert_eq!(v["customername"], "Contoso");
+        assert_eq!(WorkMessage::decode(&text).unwrap(), m);
+    }
+
+    #[test]
+    fn claim_check_round_trips() {
+        let id = OperationId::new_random();
+        let mut m = message(Payload::Stored(id.payload_key()));
+        m.id = id;
+        assert_eq!(WorkMessage::decode(&m.encode()).unwrap(), m);
+    }
+
+    #[test]
+    fn bad_messages_say_why_and_keep_the_id_when_known() {
+        assert_eq!(WorkMessage::decode("nope").unwrap_err().id, None);
+        assert_eq!(WorkMessage::decode("[]").unwrap_err().id, None);
+        assert_eq!(
+            WorkMessage::decode(r#"{"RequestGUID":"x"}"#)
+                .unwrap_err()
+                .id,
+            None
+        );
+        let id = OperationId::new_random();
+        let e = WorkMessage::decode(&format!(r#"{{"RequestGUID":"{id}"}}"#)).unwrap_err();
+        assert_eq!(e.id, Some(id));
+        let e = WorkMessage::decode(&format!(
+            r#"{{"RequestGUID":"{id}","RequestSubmittedAt":"1970-01-01T00:00:00Z","RequestStatusURL":"u","RequestPayloadRef":"payloads/other"}}"#
+        ))
+        .unwrap_err();
+        assert_eq!(e.id, Some(id));
+    }
+}
