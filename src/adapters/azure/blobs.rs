@@ -1,0 +1,290 @@
+//! Blob-backed stores: JSON records with create-only and ETag-conditional writes, and write-once
+//! results streamed in chunks and shared through read-only SAS links.
+
+use async_trait::async_trait;
+use azure_core::auth::Secret;
+use azure_core::request_options::IfMatchCondition;
+use azure_storage::shared_access_signature::service_sas::{
+    BlobSasPermissions, BlobSharedAccessSignature, BlobSignedResource,
+};
+use azure_storage::shared_access_signature::{SasProtocol, SasToken};
+use azure_storage_blobs::prelude::{BlobContentType, ContainerClient};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use time::OffsetDateTime;
+
+use super::{status_of, store_error, StorageConnection};
+use crate::domain::ports::{ETag, PutOutcome, RecordStore, ResultBody, ResultStore, StoreError};
+
+/// Chunk size for streaming results: bounds memory per stream.
+const CHUNK: u64 = 1024 * 1024;
+
+async fn create_container(container: &ContainerClient) -> Result<(), StoreError> {
+    match container.create().await {
+        Ok(_) => Ok(()),
+        Err(e) if status_of(&e).map(u16::from) == Some(409) => Ok(()),
+        Err(e) => Err(store_error("create container", &e)),
+    }
+}
+
+/// Reads a whole (small) blob with its ETag.
+async fn read_all(
+    container: &ContainerClient,
+    name: &str,
+) -> Result<Option<(Bytes, ETag)>, StoreError> {
+    let mut stream = container
+        .blob_client(name)
+        .get()
+        .chunk_size(CHUNK)
+        .into_stream();
+    let mut buf = BytesMut::new();
+    let mut etag = None;
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => match store_error("read blob", &e) {
+                StoreError::NotFound => return Ok(None),
+                other => return Err(other),
+            },
+        };
+        etag.get_or_insert_with(|| chunk.blob.properties.etag.to_string());
+        let data = chunk
+            .data
+            .collect()
+            .await
+            .map_err(|e| store_error("read blob", &e))?;
+        buf.extend_from_slice(&data);
+    }
+    Ok(etag.map(|etag| (buf.freeze(), etag)))
+}
+
+pub struct BlobRecordStore {
+    container: ContainerClient,
+}
+
+impl BlobRecordStore {
+    pub fn new(container: ContainerClient) -> Self {
+        Self { container }
+    }
+
+    pub async fn create_container(&self) -> Result<(), StoreError> {
+        create_container(&self.container).await
+    }
+
+    fn blob_name(key: &str) -> String {
+        format!("{key}.json")
+    }
+}
+
+#[async_trait]
+impl RecordStore for BlobRecordStore {
+    async fn insert(&self, key: &str, doc: Bytes) -> Result<ETag, StoreError> {
+        let r = self
+            .container
+            .blob_client(Self::blob_name(key))
+            .put_block_blob(doc)
+            .content_type(BlobContentType::from("application/json"))
+            .if_match(IfMatchCondition::NotMatch("*".into()))
+            .await
+            .map_err(|e| store_error("insert record", &e))?;
+        Ok(r.etag.to_string())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<(Bytes, ETag)>, StoreError> {
+        read_all(&self.container, &Self::blob_name(key)).await
+    }
+
+    async fn replace(&self, key: &str, doc: Bytes, etag: &str) -> Result<ETag, StoreError> {
+        let r = self
+            .container
+            .blob_client(Self::blob_name(key))
+            .put_block_blob(doc)
+            .content_type(BlobContentType::from("application/json"))
+            .if_match(IfMatchCondition::Match(etag.to_string()))
+            .await
+            .map_err(|e| match store_error("replace record", &e) {
+                // A missing blob fails the If-Match too; say which it was.
+                StoreError::PreconditionFailed | StoreError::NotFound => {
+                    if status_of(&e).map(u16::from) == Some(404) {
+                        StoreError::NotFound
+                    } else {
+                        StoreError::PreconditionFailed
+                    }
+                }
+                other => other,
+            })?;
+        Ok(r.etag.to_string())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match self
+            .container
+            .blob_client(Self::blob_name(key))
+            .delete()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match store_error("delete record", &e) {
+                StoreError::NotFound => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut pages = self
+            .container
+            .list_blobs()
+            .prefix(prefix.to_string())
+            .into_stream();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| store_error("list records", &e))?;
+            for blob in page.blobs.blobs() {
+                if let Some(key) = blob.name.strip_suffix(".json") {
+                    keys.push(key.to_string());
+                }
+            }
+        }
+        Ok(keys)
+    }
+}
+
+pub struct BlobResultStore {
+    container: ContainerClient,
+    account: String,
+    key: Secret,
+    /// Result links are `https` only unless storage itself is plain http (Azurite).
+    protocol: SasProtocol,
+}
+
+impl BlobResultStore {
+    pub fn new(container: ContainerClient, conn: &StorageConnection) -> Self {
+        let protocol = if conn.blob_endpoint().starts_with("https://") {
+            SasProtocol::Https
+        } else {
+            SasProtocol::HttpHttps
+        };
+        Self {
+            container,
+            account: conn.account().to_string(),
+            key: Secret::new(conn.key().to_string()),
+            protocol,
+        }
+    }
+
+    pub async fn create_container(&self) -> Result<(), StoreError> {
+        create_container(&self.container).await
+    }
+}
+
+#[async_trait]
+impl ResultStore for BlobResultStore {
+    async fn put_if_absent(
+        &self,
+        name: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<PutOutcome, StoreError> {
+        let r = self
+            .container
+            .blob_client(name)
+            .put_block_blob(body)
+            .content_type(BlobContentType::from(content_type.to_string()))
+            .if_match(IfMatchCondition::NotMatch("*".into()))
+            .await;
+        match r {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(e) => match store_error("write result", &e) {
+                StoreError::AlreadyExists => Ok(PutOutcome::AlreadyExisted),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn open(&self, name: &str) -> Result<Option<ResultBody>, StoreError> {
+        let blob = self.container.blob_client(name);
+        let props = match blob.get_properties().await {
+            Ok(p) => p,
+            Err(e) => match store_error("read result", &e) {
+                StoreError::NotFound => return Ok(None),
+                other => return Err(other),
+            },
+        };
+        let content_length = props.blob.properties.content_length;
+        let content_type = props.blob.properties.content_type.clone();
+        if content_length == 0 {
+            // A ranged read of an empty blob answers 416; there is nothing to read anyway.
+            return Ok(Some(ResultBody {
+                content_type,
+                content_length,
+                chunks: futures::stream::empty().boxed(),
+            }));
+        }
+        let pages = blob.get().chunk_size(CHUNK).into_stream();
+        let chunks = pages
+            .then(|page| async move {
+                let page = page.map_err(|e| store_error("read result", &e))?;
+                page.data
+                    .collect()
+                    .await
+                    .map_err(|e| store_error("read result", &e))
+            })
+            .boxed();
+        Ok(Some(ResultBody {
+            content_type,
+            content_length,
+            chunks,
+        }))
+    }
+
+    fn read_link(&self, name: &str, expires: OffsetDateTime) -> Result<Option<String>, StoreError> {
+        let blob = self.container.blob_client(name);
+        let resource = format!(
+            "/blob/{}/{}/{}",
+            self.account,
+            self.container.container_name(),
+            name
+        );
+        let permissions = BlobSasPermissions {
+            read: true,
+            ..Default::default()
+        };
+        let sas = BlobSharedAccessSignature::new(
+            self.key.clone(),
+            resource,
+            permissions,
+            expires,
+            BlobSignedResource::Blob,
+        )
+        .protocol(self.protocol);
+        let token = sas
+            .token()
+            .map_err(|e| StoreError::Fatal(format!("cannot sign a result link: {}", e.kind())))?;
+        let mut url = blob
+            .url()
+            .map_err(|e| StoreError::Fatal(format!("bad result URL: {}", e.kind())))?;
+        url.set_query(Some(&token));
+        Ok(Some(url.to_string()))
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), StoreError> {
+        match self.container.blob_client(name).delete().await {
+            Ok(_) => Ok(()),
+            Err(e) => match store_error("delete result", &e) {
+                StoreError::NotFound => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<String>, StoreError> {
+        let mut pages = self.container.list_blobs().into_stream();
+        let mut names = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| store_error("list results", &e))?;
+            names.extend(page.blobs.blobs().map(|b| b.name.clone()));
+        }
+        Ok(names)
+    }
+}

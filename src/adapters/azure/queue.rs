@@ -1,0 +1,107 @@
+//! The work queue on Azure Storage queues. Message text is base64 on the wire, as the
+//! Functions queue trigger expects by default (`messageEncoding: base64`).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use azure_storage_queues::prelude::{NumberOfMessages, PopReceipt, QueueClient, VisibilityTimeout};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+use super::{status_of, store_error};
+use crate::domain::ports::{Delivery, Receipt, StoreError, WorkQueue};
+
+pub struct StorageQueue {
+    queue: QueueClient,
+    poison: QueueClient,
+}
+
+impl StorageQueue {
+    pub fn new(queue: QueueClient, poison: QueueClient) -> Self {
+        Self { queue, poison }
+    }
+
+    pub async fn create_queues(&self) -> Result<(), StoreError> {
+        for q in [&self.queue, &self.poison] {
+            match q.create().await {
+                Ok(_) => {}
+                Err(e) if status_of(&e).map(u16::from) == Some(409) => {}
+                Err(e) => return Err(store_error("create queue", &e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn encode(text: &str) -> String {
+    STANDARD.encode(text.as_bytes())
+}
+
+/// Decodes base64 message text; text that is not base64 (or not UTF-8 inside) is delivered as
+/// it is, so the domain can fail it with a clear reason instead of it vanishing.
+fn decode(raw: &str) -> String {
+    STANDARD
+        .decode(raw.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_else(|| raw.to_string())
+}
+
+#[async_trait]
+impl WorkQueue for StorageQueue {
+    async fn send(&self, text: &str) -> Result<(), StoreError> {
+        self.queue
+            .put_message(encode(text))
+            .await
+            .map(|_| ())
+            .map_err(|e| match status_of(&e).map(u16::from) {
+                Some(413) => {
+                    StoreError::Fatal("the message is larger than a queue message may be".into())
+                }
+                _ => store_error("enqueue", &e),
+            })
+    }
+
+    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, StoreError> {
+        let n = max.clamp(1, 32) as u8;
+        let got = self
+            .queue
+            .get_messages()
+            .number_of_messages(NumberOfMessages::new(n))
+            .visibility_timeout(VisibilityTimeout::new(visibility))
+            .await
+            .map_err(|e| store_error("receive", &e))?;
+        Ok(got
+            .messages
+            .into_iter()
+            .map(|m| Delivery {
+                text: decode(&m.message_text),
+                dequeue_count: u32::try_from(m.dequeue_count).unwrap_or(u32::MAX),
+                receipt: Receipt {
+                    message_id: m.message_id,
+                    pop_receipt: m.pop_receipt,
+                },
+            })
+            .collect())
+    }
+
+    async fn delete(&self, receipt: &Receipt) -> Result<(), StoreError> {
+        self.queue
+            .pop_receipt_client(PopReceipt::new(
+                receipt.message_id.clone(),
+                receipt.pop_receipt.clone(),
+            ))
+            .delete()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error("delete message", &e))
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery) -> Result<(), StoreError> {
+        self.poison
+            .put_message(encode(&delivery.text))
+            .await
+            .map_err(|e| store_error("move to poison queue", &e))?;
+        self.delete(&delivery.receipt).await
+    }
+}
