@@ -1,0 +1,364 @@
+//! Every setting, read once from the environment with its default. A bad value stops startup
+//! with a message naming the variable; nothing else in the program reads the environment.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::adapters::azure::{AzureSettings, StorageConnection};
+use crate::domain::ServiceSettings;
+
+/// How the handler is run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Under the Functions host: listen where `FUNCTIONS_CUSTOMHANDLER_PORT` says; the host
+    /// delivers queue messages through the invocation protocol.
+    FunctionsHost { port: u16 },
+    /// On its own: serve HTTP and run the queue worker in-process.
+    Standalone { bind: IpAddr, port: u16 },
+}
+
+/// Where operations, results and the queue live.
+#[derive(Debug)]
+pub enum StorageConfig {
+    Memory,
+    Azure(AzureSettings),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Settings of the standalone queue worker.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Messages processed at once.
+    pub concurrency: usize,
+    /// How long a received message stays hidden; a transient failure is retried after it.
+    pub visibility_timeout: Duration,
+    /// The longest wait between polls of an empty queue (like host.json's `maxPollingInterval`).
+    pub max_poll_interval: Duration,
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub mode: Mode,
+    pub storage: StorageConfig,
+    /// `PUBLIC_BASE_URL`: the scheme and host clients use, e.g. `https://api.contoso.com`.
+    pub public_base_url: Option<String>,
+    /// `WEBSITE_HOSTNAME`: set by App Service (and by `func start` to `localhost:7071`).
+    pub website_hostname: Option<String>,
+    /// `TRUST_FORWARDED_HEADERS`: build URLs from `X-Forwarded-Proto`/`X-Forwarded-Host`.
+    pub trust_forwarded_headers: bool,
+    pub max_body_bytes: usize,
+    pub retry_after: Duration,
+    pub sync_wait_max: Duration,
+    pub processing_delay: Duration,
+    pub service: ServiceSettings,
+    pub worker: WorkerSettings,
+    pub purge_interval: Duration,
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+}
+
+/// A setting that is missing or malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting {setting}: {problem}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub problem: String,
+}
+
+fn invalid(setting: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting: setting.to_string(),
+        problem: problem.into(),
+    }
+}
+
+/// Azure's front end cuts requests off at 230 s; synchronous waits stay well under.
+pub const MAX_SYNC_WAIT_SECONDS: u64 = 200;
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    /// Reads settings from a map (the environment, or a test's own).
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let v = Vars(vars);
+        let mode = match v.get("FUNCTIONS_CUSTOMHANDLER_PORT") {
+            Some(_) => Mode::FunctionsHost {
+                port: v.number("FUNCTIONS_CUSTOMHANDLER_PORT", 0, 0, u16::MAX as u64)? as u16,
+            },
+            None => Mode::Standalone {
+                bind: match v.get("BIND_ADDRESS") {
+                    None => IpAddr::from([127, 0, 0, 1]),
+                    Some(s) => s.parse().map_err(|_| {
+                        invalid("BIND_ADDRESS", format!("`{s}` is not an IP address"))
+                    })?,
+                },
+                port: v.number("PORT", 7071, 0, u16::MAX as u64)? as u16,
+            },
+        };
+        let storage = match v.get("AzureWebJobsStorage") {
+            None => StorageConfig::Memory,
+            Some(conn) => {
+                let connection = StorageConnection::parse(conn)
+                    .map_err(|e| invalid("AzureWebJobsStorage", e.to_string()))?;
+                let queue_name = v.name("WORK_QUEUE_NAME", "outqueue", 56)?;
+                StorageConfig::Azure(AzureSettings {
+                    connection,
+                    queue_name,
+                    results_container: v.name("RESULT_CONTAINER", "data", 63)?,
+                    records_container: v.name("RECORDS_CONTAINER", "operations", 63)?,
+                    request_timeout: Duration::from_millis(v.number(
+                        "STORAGE_TIMEOUT_MS",
+                        3000,
+                        100,
+                        120_000,
+                    )?),
+                    max_retries: v.number("STORAGE_MAX_RETRIES", 2, 0, 10)? as u32,
+                })
+            }
+        };
+        let public_base_url = match v.get("PUBLIC_BASE_URL") {
+            None => None,
+            Some(u) => Some(parse_base_url(u)?),
+        };
+        let website_hostname = match v.get("WEBSITE_HOSTNAME") {
+            None => None,
+            Some(h) if crate::edges::http::public_url::valid_authority(h) => Some(h.to_string()),
+            Some(h) => {
+                return Err(invalid(
+                    "WEBSITE_HOSTNAME",
+                    format!("`{h}` is not a host[:port]"),
+                ))
+            }
+        };
+        let sas_expiry = v.number("SAS_EXPIRY_SECONDS", 600, 1, 7 * 24 * 3600)?;
+        let service = ServiceSettings {
+            retention: Duration::from_secs(v.number(
+                "RETENTION_SECONDS",
+                86_400,
+                1,
+                365 * 86_400,
+            )?),
+            max_dequeue_count: v.number("MAX_DEQUEUE_COUNT", 5, 1, 1000)? as u32,
+            sas_expiry: Duration::from_secs(sas_expiry),
+            sync_poll_interval: Duration::from_millis(v.number("SYNC_POLL_MS", 500, 10, 60_000)?),
+            max_sync_waits: v.number("MAX_SYNC_WAITS", 256, 0, 100_000)? as usize,
+            ..ServiceSettings::default()
+        };
+        Ok(Config {
+            mode,
+            storage,
+            public_base_url,
+            website_hostname,
+            trust_forwarded_headers: v.flag("TRUST_FORWARDED_HEADERS", false)?,
+            max_body_bytes: v.number("MAX_BODY_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024)?
+                as usize,
+            retry_after: Duration::from_secs(v.number("RETRY_AFTER_SECONDS", 1, 1, 3600)?),
+            sync_wait_max: Duration::from_secs(v.number(
+                "SYNC_WAIT_SECONDS",
+                30,
+                1,
+                MAX_SYNC_WAIT_SECONDS,
+            )?),
+            processing_delay: Duration::from_millis(v.number(
+                "PROCESSING_DELAY_MS",
+                0,
+                0,
+                3_600_000,
+            )?),
+            service,
+            worker: WorkerSettings {
+                concurrency: v.number("WORKER_CONCURRENCY", 16, 1, 1024)? as usize,
+                visibility_timeout: Duration::from_secs(v.number(
+                    "VISIBILITY_TIMEOUT_SECONDS",
+                    30,
+                    1,
+                    7 * 24 * 3600,
+                )?),
+                max_poll_interval: Duration::from_millis(v.number(
+                    "QUEUE_MAX_POLL_MS",
+                    2000,
+                    100,
+                    60_000,
+                )?),
+            },
+            purge_interval: Duration::from_secs(v.number(
+                "PURGE_INTERVAL_SECONDS",
+                60,
+                1,
+                86_400,
+            )?),
+            shutdown_grace: Duration::from_secs(v.number("SHUTDOWN_GRACE_SECONDS", 20, 0, 600)?),
+            log_format: match v.get("LOG_FORMAT").map(str::to_ascii_lowercase).as_deref() {
+                None | Some("text") => LogFormat::Text,
+                Some("json") => LogFormat::Json,
+                Some(other) => {
+                    return Err(invalid(
+                        "LOG_FORMAT",
+                        format!("`{other}` is not `text` or `json`"),
+                    ))
+                }
+            },
+            log_filter: v.get("RUST_LOG").unwrap_or("info").to_string(),
+        })
+    }
+}
+
+/// Settings looked up by name; an empty value counts as unset.
+struct Vars<'a>(&'a HashMap<String, String>);
+
+impl Vars<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|s| s.trim()).filter(|s| !s.is_empty())
+    }
+
+    fn number(&self, name: &str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+        let Some(s) = self.get(name) else {
+            return Ok(default);
+        };
+        let n: u64 = s
+            .parse()
+            .map_err(|_| invalid(name, format!("`{s}` is not a whole number")))?;
+        if n < min || n > max {
+            return Err(invalid(name, format!("{n} is outside {min}..={max}")));
+        }
+        Ok(n)
+    }
+
+    fn flag(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name).map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(default),
+            Some("true" | "1" | "yes") => Ok(true),
+            Some("false" | "0" | "no") => Ok(false),
+            Some(other) => Err(invalid(name, format!("`{other}` is not true or false"))),
+        }
+    }
+
+    /// An Azure Storage queue or container name: 3 to `max` lower-case letters, digits and
+    /// single hyphens, starting and ending with a letter or digit.
+    fn name(&self, name: &str, default: &str, max: usize) -> Result<String, ConfigError> {
+        let Some(s) = self.get(name) else {
+            return Ok(default.to_string());
+        };
+        let ok = (3..=max).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-')
+            && !s.ends_with('-')
+            && !s.contains("--");
+        if !ok {
+            return Err(invalid(
+                name,
+                format!("`{s}` is not a valid storage name (3-{max} lower-case letters, digits, single hyphens)"),
+            ));
+        }
+        Ok(s.to_string())
+    }
+}
+
+fn parse_base_url(u: &str) -> Result<String, ConfigError> {
+    let u = u.trim_end_matches('/');
+    let rest = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"))
+        .ok_or_else(|| invalid("PUBLIC_BASE_URL", "must start with https:// or http://"))?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if !crate::edges::http::public_url::valid_authority(authority)
+        || path
+            .chars()
+            .any(|c| c.is_whitespace() || c == '?' || c == '#')
+    {
+        return Err(invalid(
+            "PUBLIC_BASE_URL",
+            format!("`{u}` is not a base URL such as https://api.contoso.com"),
+        ));
+    }
+    Ok(u.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_run_standalone_in_memory_on_7071() {
+        let c = Config::from_vars(&vars(&[])).unwrap();
+        assert_eq!(
+            c.mode,
+            Mode::Standalone {
+                bind: IpAddr::from([127, 0, 0, 1]),
+                port: 7071
+            }
+        );
+        assert!(matches!(c.storage, StorageConfig::Memory));
+        assert_eq!(c.max_body_bytes, 1024 * 1024);
+        assert_eq!(c.service.retention, Duration::from_secs(86_400));
+        assert_eq!(c.service.sas_expiry, Duration::from_secs(600));
+        assert_eq!(c.sync_wait_max, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn host_mode_follows_the_custom_handler_port() {
+        let c = Config::from_vars(&vars(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "40123")])).unwrap();
+        assert_eq!(c.mode, Mode::FunctionsHost { port: 40123 });
+    }
+
+    #[test]
+    fn bad_settings_name_themselves() {
+        for (name, value) in [
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "http"),
+            ("PORT", "70000"),
+            ("BIND_ADDRESS", "localhost"),
+            ("AzureWebJobsStorage", "AccountName=x"),
+            ("WORK_QUEUE_NAME", "Out_Queue"),
+            ("RESULT_CONTAINER", "a"),
+            ("PUBLIC_BASE_URL", "ftp://x"),
+            ("PUBLIC_BASE_URL", "https://exa mple.com"),
+            ("WEBSITE_HOSTNAME", "bad host"),
+            ("SAS_EXPIRY_SECONDS", "0"),
+            ("SYNC_WAIT_SECONDS", "231"),
+            ("RETENTION_SECONDS", "-1"),
+            ("MAX_BODY_BYTES", "1k"),
+            ("TRUST_FORWARDED_HEADERS", "maybe"),
+            ("LOG_FORMAT", "xml"),
+        ] {
+            let mut env = vars(&[(name, value)]);
+            if name != "AzureWebJobsStorage" && name.starts_with(char::is_uppercase) {
+                // Storage-only settings are checked when storage is configured.
+                env.insert(
+                    "AzureWebJobsStorage".into(),
+                    "UseDevelopmentStorage=true".into(),
+                );
+            }
+            let err = Config::from_vars(&env).unwrap_err();
+            assert_eq!(err.setting, name, "{value}: {err}");
+            assert!(err.to_string().contains(name));
+        }
+    }
+
+    #[test]
+    fn base_url_loses_its_trailing_slash() {
+        let c =
+            Config::from_vars(&vars(&[("PUBLIC_BASE_URL", "https://api.contoso.com/")])).unwrap();
+        assert_eq!(
+            c.public_base_url.as_deref(),
+            Some("https://api.contoso.com")
+        );
+    }
+}

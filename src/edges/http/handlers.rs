@@ -1,0 +1,314 @@
+//! The route handlers: parse the request, call the service, shape the answer. Errors go out
+//! through `Problem`, the one place that maps them to HTTP.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use serde_json::{json, Value};
+use warp::http::{header, HeaderValue, StatusCode};
+use warp::Reply;
+
+use super::problem::Problem;
+use super::query::{OnComplete, OnPending, StatusQuery};
+use super::{json_response, read_body, HttpState, Request};
+use crate::domain::message::rfc3339;
+use crate::domain::service::SubmitRequest;
+use crate::domain::{submission, DomainError, Operation, OperationId, Status};
+
+type Answer = Result<warp::reply::Response, Problem>;
+
+const STATUS_PATH: &str = "/api/RequestStatus/";
+const MONITOR_PATH: &str = "/api/operations/";
+
+/// The status monitor's URL, derived from the status URL handed out at submission.
+fn monitor_url(op: &Operation) -> String {
+    let suffix = format!("{STATUS_PATH}{}", op.id);
+    match op.status_url.strip_suffix(&suffix) {
+        Some(base) => format!("{base}{MONITOR_PATH}{}", op.id),
+        None => format!("{MONITOR_PATH}{}", op.id),
+    }
+}
+
+/// The JSON status body: the Azure REST API guidelines' status monitor fields, plus the URLs.
+fn status_body(op: &Operation) -> Value {
+    let mut body = json!({
+        "id": op.id.to_string(),
+        "status": op.status.as_str(),
+        "createdDateTime": rfc3339(op.created_date_time),
+        "lastUpdatedDateTime": rfc3339(op.last_updated_date_time),
+        "expirationDateTime": rfc3339(op.expiration_date_time),
+        "statusUrl": op.status_url,
+        "operationLocation": monitor_url(op),
+    });
+    if let Some(e) = &op.error {
+        body["error"] = json!({ "code": e.code, "message": e.message });
+    }
+    if op.status == Status::Succeeded {
+        body["resourceLocation"] = op.status_url.clone().into();
+    }
+    body
+}
+
+fn set(r: &mut warp::reply::Response, name: header::HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        r.headers_mut().insert(name, v);
+    }
+}
+
+fn domain_problem(state: &HttpState, e: DomainError) -> Problem {
+    if let DomainError::Internal(detail) = &e {
+        tracing::error!(%detail, "internal error");
+    }
+    Problem::from_domain(&e, state.settings.retry_after.as_secs())
+}
+
+fn parse_id(raw: &str) -> Result<OperationId, Problem> {
+    raw.parse().map_err(|_| Problem::invalid_operation_id(raw))
+}
+
+fn is_json(content_type: &str) -> bool {
+    let mut parts = content_type.split(';');
+    let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let json = essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    let charset_ok = parts.all(|p| match p.trim().split_once('=') {
+        Some((k, v)) if k.trim().eq_ignore_ascii_case("charset") => {
+            v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+        }
+        _ => true,
+    });
+    json && charset_ok
+}
+
+/// A W3C `traceparent`, kept only when well-formed.
+fn traceparent(req: &Request) -> Option<String> {
+    let v = req.headers.get("traceparent")?.to_str().ok()?.trim();
+    let parts: Vec<&str> = v.split('-').collect();
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (parts.len() == 4
+        && hex(parts[0], 2)
+        && hex(parts[1], 32)
+        && hex(parts[2], 16)
+        && hex(parts[3], 2))
+    .then(|| v.to_ascii_lowercase())
+}
+
+/// `POST /api/AsyncProcessingWorkAcceptor`
+pub async fn submit(state: &HttpState, mut req: Request) -> Answer {
+    let content_type = req
+        .headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("(not text)"));
+    match content_type {
+        Some(ct) if is_json(ct) => {}
+        other => return Err(Problem::unsupported_media_type(other)),
+    }
+    let idempotency_key = match req.headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let key = v.to_str().unwrap_or("").trim();
+            if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x21..0x7f).contains(&b))
+            {
+                return Err(Problem::invalid_field(
+                    "Idempotency-Key",
+                    "the Idempotency-Key header must be 1 to 255 visible ASCII characters",
+                ));
+            }
+            Some(key.to_string())
+        }
+    };
+    let base = state
+        .settings
+        .urls
+        .base(&req.headers)
+        .map_err(|e| Problem::bad_request(e.to_string()))?;
+    let body = read_body(&mut req, state.settings.max_body_bytes).await?;
+    let record = submission::parse(&body).map_err(|e| match &e.field {
+        Some(field) => Problem::invalid_field(field, e.detail.clone()),
+        None => Problem::bad_request(e.detail.clone()),
+    })?;
+    let request = SubmitRequest {
+        record,
+        idempotency_key,
+        traceparent: traceparent(&req),
+    };
+    let status_url = |id: OperationId| format!("{base}{STATUS_PATH}{id}");
+    let accepted = state
+        .service
+        .submit(request, &status_url)
+        .await
+        .map_err(|e| domain_problem(state, e))?;
+    let op = &accepted.operation;
+    let mut r = json_response(StatusCode::ACCEPTED, &status_body(op));
+    set(&mut r, header::LOCATION, &op.status_url);
+    set(
+        &mut r,
+        "operation-location".parse().expect("static header name"),
+        &monitor_url(op),
+    );
+    set(
+        &mut r,
+        header::RETRY_AFTER,
+        &state.settings.retry_after.as_secs().to_string(),
+    );
+    if accepted.replayed {
+        set(
+            &mut r,
+            "idempotent-replayed".parse().expect("static header name"),
+            "true",
+        );
+    }
+    Ok(r)
+}
+
+/// `GET /api/RequestStatus/{id}`
+pub async fn status(state: &HttpState, raw_id: &str, raw_query: &str) -> Answer {
+    let id = parse_id(raw_id)?;
+    let query = StatusQuery::parse(raw_query)?;
+    let op = match query.on_pending {
+        OnPending::Synchronous => state.service.wait(id, state.settings.sync_wait_max).await,
+        _ => state.service.get(id).await,
+    }
+    .map_err(|e| domain_problem(state, e))?;
+    match op.status {
+        Status::NotStarted | Status::Running => {
+            if query.on_pending == OnPending::Ok {
+                let mut r = json_response(StatusCode::OK, &status_body(&op));
+                set(&mut r, header::LOCATION, &op.status_url);
+                return Ok(r);
+            }
+            let mut r = json_response(StatusCode::ACCEPTED, &status_body(&op));
+            // Poll the same URL, keeping the caller's preferences.
+            let location = if raw_query.is_empty() {
+                op.status_url.clone()
+            } else {
+                format!("{}?{raw_query}", op.status_url)
+            };
+            set(&mut r, header::LOCATION, &location);
+            set(
+                &mut r,
+                header::RETRY_AFTER,
+                &state.settings.retry_after.as_secs().to_string(),
+            );
+            Ok(r)
+        }
+        Status::Succeeded => match query.on_complete {
+            OnComplete::Redirect => {
+                let link = state
+                    .service
+                    .result_link(&op)
+                    .map_err(|e| domain_problem(state, e))?
+                    .unwrap_or_else(|| format!("{}?OnComplete=Stream", op.status_url));
+                let mut r = warp::reply::Response::new(Default::default());
+                *r.status_mut() = StatusCode::FOUND;
+                set(&mut r, header::LOCATION, &link);
+                set(&mut r, header::CACHE_CONTROL, "no-store");
+                Ok(r)
+            }
+            OnComplete::Stream => stream_result(state, &op).await,
+        },
+        Status::Failed | Status::Canceled => Err(Problem::for_ended(&op)),
+    }
+}
+
+/// Forwards a result's chunks through a bounded channel: memory stays bounded whatever the
+/// size, and the response body is `Sync` as warp requires.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Result<Bytes, io::Error>>);
+
+impl Stream for ChannelBody {
+    type Item = Result<Bytes, io::Error>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+async fn stream_result(state: &HttpState, op: &Operation) -> Answer {
+    let result = state
+        .service
+        .open_result(op)
+        .await
+        .map_err(|e| domain_problem(state, e))?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut chunks = result.chunks;
+    let id = op.id;
+    tokio::spawn(async move {
+        while let Some(chunk) = chunks.next().await {
+            let failed = chunk.is_err();
+            let item = chunk.map_err(|e| {
+                tracing::warn!(operation_id = %id, error = %e, "result stream broke off");
+                io::Error::other("the result could not be read")
+            });
+            if tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    let mut r = warp::reply::stream(ChannelBody(rx)).into_response();
+    set(&mut r, header::CONTENT_TYPE, &result.content_type);
+    set(
+        &mut r,
+        header::CONTENT_LENGTH,
+        &result.content_length.to_string(),
+    );
+    set(&mut r, header::CACHE_CONTROL, "no-store");
+    Ok(r)
+}
+
+/// `DELETE /api/RequestStatus/{id}`
+pub async fn cancel(state: &HttpState, raw_id: &str) -> Answer {
+    let id = parse_id(raw_id)?;
+    let op = state
+        .service
+        .cancel(id)
+        .await
+        .map_err(|e| domain_problem(state, e))?;
+    Ok(json_response(StatusCode::OK, &status_body(&op)))
+}
+
+/// `GET /api/operations/{id}`: the status monitor for standard LRO clients.
+pub async fn monitor(state: &HttpState, raw_id: &str) -> Answer {
+    let id = parse_id(raw_id)?;
+    let op = state
+        .service
+        .get(id)
+        .await
+        .map_err(|e| domain_problem(state, e))?;
+    let mut r = json_response(StatusCode::OK, &status_body(&op));
+    if !op.status.is_terminal() {
+        set(
+            &mut r,
+            header::RETRY_AFTER,
+            &state.settings.retry_after.as_secs().to_string(),
+        );
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_types() {
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/merge-patch+json",
+            "application/json;charset=\"UTF-8\"",
+        ] {
+            assert!(is_json(ok), "{ok}");
+        }
+        for bad in [
+            "text/plain",
+            "application/xml",
+            "application/json; charset=latin1",
+            "",
+            "json",
+        ] {
+            assert!(!is_json(bad), "{bad}");
+        }
+    }
+}

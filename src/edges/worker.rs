@@ -1,0 +1,105 @@
+//! The standalone queue worker: what the Functions host's queue trigger does, done in-process
+//! when there is no host. Receives with a visibility timeout, deletes a message only once its
+//! outcome is recorded (a crash loses nothing), retries transient failures after the timeout,
+//! dead-letters on the last attempt, and wakes at once for this process's own submissions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::config::WorkerSettings;
+use crate::domain::ports::Delivery;
+use crate::domain::service::Outcome;
+use crate::domain::Service;
+
+/// Runs until `shutdown` turns true, then finishes the messages in hand.
+pub async fn run(
+    service: Arc<Service>,
+    settings: WorkerSettings,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(settings.concurrency));
+    let mut in_flight = JoinSet::new();
+    let min_poll = Duration::from_millis(50).min(settings.max_poll_interval);
+    let mut idle = min_poll;
+    info!(concurrency = settings.concurrency, "queue worker started");
+    while !*shutdown.borrow() {
+        while in_flight.try_join_next().is_some() {}
+        let free = permits.available_permits();
+        if free == 0 {
+            tokio::select! {
+                _ = in_flight.join_next() => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        // The queue API returns at most 32 messages a call.
+        let batch = free.min(32);
+        match service
+            .queue()
+            .receive(batch, settings.visibility_timeout)
+            .await
+        {
+            Ok(deliveries) if !deliveries.is_empty() => {
+                idle = min_poll;
+                for delivery in deliveries {
+                    let Ok(permit) = permits.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let service = service.clone();
+                    in_flight.spawn(async move {
+                        handle(&service, delivery).await;
+                        drop(permit);
+                    });
+                }
+            }
+            Ok(_) => {
+                tokio::select! {
+                    _ = service.enqueued().notified() => idle = min_poll,
+                    _ = tokio::time::sleep(idle) => idle = (idle * 2).min(settings.max_poll_interval),
+                    _ = shutdown.changed() => {}
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "could not read the queue; backing off");
+                tokio::select! {
+                    _ = tokio::time::sleep(settings.max_poll_interval) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+    info!(
+        in_flight = in_flight.len(),
+        "queue worker stopping; finishing messages in hand"
+    );
+    while in_flight.join_next().await.is_some() {}
+}
+
+async fn handle(service: &Service, delivery: Delivery) {
+    let queue = service.queue();
+    match service
+        .process(&delivery.text, delivery.dequeue_count)
+        .await
+    {
+        Outcome::Done => {
+            if let Err(e) = queue.delete(&delivery.receipt).await {
+                // The message comes back after its timeout; processing it again changes nothing.
+                warn!(error = %e, "could not delete a processed message");
+            }
+        }
+        Outcome::Retry if delivery.dequeue_count >= service.settings().max_dequeue_count => {
+            warn!(
+                dequeue_count = delivery.dequeue_count,
+                "giving up on a message; moving it to the poison queue"
+            );
+            if let Err(e) = queue.dead_letter(&delivery).await {
+                warn!(error = %e, "could not move a message to the poison queue");
+            }
+        }
+        Outcome::Retry => {}
+    }
+}
