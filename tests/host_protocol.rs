@@ -1,0 +1,239 @@
+//! Plays the Functions host against the real `handler` binary: starts it with
+//! `FUNCTIONS_CUSTOMHANDLER_PORT`, waits for `GET /`, sends forwarded HTTP requests (lower-case
+//! paths too), reads the queue message from Azurite itself, posts the invocation payload the
+//! host would post, then follows the status redirect to the SAS URL and downloads the result.
+
+mod support;
+
+use azure_storage::{CloudLocation, StorageCredentials};
+use azure_storage_queues::QueueServiceClientBuilder;
+use base64::Engine;
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use support::app::client;
+use support::azurite::Azurite;
+use support::host::{invocation_payload, Handler};
+
+const KEY: &str = azure_storage::EMULATOR_ACCOUNT_KEY;
+
+/// Receives one message from Azurite's `outqueue` with a plain SDK client, as the host does,
+/// and returns its text decoded from base64 (the queue trigger's default encoding).
+async fn host_reads_the_queue(azurite: &Azurite) -> String {
+    let queues = QueueServiceClientBuilder::with_location(
+        CloudLocation::Custom {
+            account: "devstoreaccount1".into(),
+            uri: format!("http://127.0.0.1:{}/devstoreaccount1", azurite.queue_port),
+        },
+        StorageCredentials::access_key("devstoreaccount1", KEY.to_string()),
+    )
+    .build();
+    let queue = queues.queue_client("outqueue");
+    let got = queue
+        .get_messages()
+        .number_of_messages(32)
+        .await
+        .expect("Azurite answers");
+    assert_eq!(got.messages.len(), 1, "exactly one message queued");
+    let m = &got.messages[0];
+    assert_eq!(m.dequeue_count, 1);
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(&m.message_text)
+        .expect("the message text is base64, as the queue trigger expects");
+    queue
+        .pop_receipt_client(m.clone())
+        .delete()
+        .await
+        .expect("the host deletes a processed message");
+    String::from_utf8(raw).expect("UTF-8 message text")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_drives_a_request_end_to_end_on_azurite() {
+    let azurite = Azurite::start();
+    let conn = azurite.connection_string();
+    let handler = Handler::start(&[
+        ("AzureWebJobsStorage", conn.as_str()),
+        ("WEBSITE_HOSTNAME", "myapp.azurewebsites.net"),
+    ])
+    .await;
+    let http = client();
+
+    // The host forwards the caller's request as is: path casing, Host header and body.
+    let r = http
+        .post(format!("{}/api/asyncprocessingworkacceptor", handler.base))
+        .header("host", "myapp.azurewebsites.net")
+        .header(
+            "x-azure-functions-invocationid",
+            "8d6f6a80-2e6c-4b2b-8b7e-cc0c6bde2f7a",
+        )
+        .header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+        .json(&json!({"id": "1234", "customername": "Contoso"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        location,
+        format!("https://myapp.azurewebsites.net/api/RequestStatus/{id}"),
+        "https on Azure, from WEBSITE_HOSTNAME"
+    );
+
+    // Pending: the host delivers nothing until we play the queue trigger.
+    let status_path = format!("{}/api/requeststatus/{id}", handler.base);
+    let r = http.get(&status_path).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+
+    let text = host_reads_the_queue(&azurite).await;
+    let message: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(message["RequestGUID"], id);
+    assert_eq!(message["RequestStatusURL"], location);
+    assert_eq!(message["customername"], "Contoso");
+    assert!(message["RequestSubmittedAt"].is_string());
+
+    let r = http
+        .post(format!("{}/AsyncProcessingBackgroundWorker", handler.base))
+        .json(&invocation_payload(&text, 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let reply: Value = r.json().await.unwrap();
+    assert!(reply["Outputs"].is_object());
+    assert!(reply["Logs"].as_array().is_some_and(|l| !l.is_empty()));
+    assert!(reply.get("ReturnValue").is_some());
+
+    // Done: a 302 to a read-only SAS URL for this one blob, which downloads the result.
+    let r = http.get(&status_path).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    let sas = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        sas.starts_with(&format!(
+            "http://127.0.0.1:{}/devstoreaccount1/data/{id}.blobdata?",
+            azurite.blob_port
+        )),
+        "{sas}"
+    );
+    let result = http.get(&sas).send().await.unwrap();
+    assert_eq!(result.status(), StatusCode::OK);
+    assert_eq!(result.headers()["content-type"], "application/json");
+    let result: Value = result.json().await.unwrap();
+    assert_eq!(result["id"], "1234");
+    assert_eq!(result["RequestGUID"], id);
+
+    // A tampered signature is refused by storage.
+    let tampered = tamper_signature(&sas);
+    let r = http.get(&tampered).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // OnComplete=Stream through the handler gives the same bytes.
+    let streamed = http
+        .get(format!("{status_path}?OnComplete=Stream"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), StatusCode::OK);
+    let mut body = Vec::new();
+    let mut chunks = streamed.bytes_stream();
+    while let Some(c) = chunks.next().await {
+        body.extend_from_slice(&c.unwrap());
+    }
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap(), result);
+}
+
+/// Changes one character of the `sig` parameter.
+fn tamper_signature(url: &str) -> String {
+    let at = url.find("sig=").expect("a SAS signature") + 4;
+    let mut bytes = url.as_bytes().to_vec();
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    String::from_utf8(bytes).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_func_start_urls_stay_http_and_the_handler_never_polls() {
+    let azurite = Azurite::start();
+    let conn = azurite.connection_string();
+    let handler = Handler::start(&[
+        ("AzureWebJobsStorage", conn.as_str()),
+        ("WEBSITE_HOSTNAME", "localhost:7071"),
+    ])
+    .await;
+    let r = client()
+        .post(format!("{}/api/AsyncProcessingWorkAcceptor", handler.base))
+        .json(&json!({"id": "1", "customername": "Contoso"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with("http://localhost:7071/api/RequestStatus/"),
+        "{location}"
+    );
+    // In host mode the message waits in the queue for the host: the handler did not take it.
+    let text = host_reads_the_queue(&azurite).await;
+    assert!(text.contains("RequestGUID"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_binary_serves_the_walkthrough_in_memory() {
+    // `cargo run` with nothing configured: in memory, worker in-process.
+    let port = support::host::free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_handler"))
+        .env_clear()
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = client();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while http.get(format!("{base}/")).send().await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "no answer on GET /");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let r = http
+        .post(format!("{base}/api/AsyncProcessingWorkAcceptor"))
+        .json(&json!({"id": "1234", "customername": "Contoso"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.starts_with(&format!("{base}/api/RequestStatus/")));
+    let r = http
+        .get(format!("{location}?OnPending=Synchronous"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    let result_url = r.headers()["location"].to_str().unwrap().to_string();
+    let result: Value = http
+        .get(&result_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(result["customername"], "Contoso");
+    // The invocation route exists only under the host.
+    let r = http
+        .post(format!("{base}/AsyncProcessingBackgroundWorker"))
+        .json(&invocation_payload("{}", 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -1,0 +1,115 @@
+//! An in-process server on port 0 for one test, on either backend, with settings overridden
+//! per test. The storage handles stay reachable so a test can look at the queue itself.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_request_reply::app::{self, RunningApp, Storage};
+use async_request_reply::config::{Config, StorageConfig};
+use async_request_reply::domain::work::{SampleWork, Work};
+
+use super::azurite::Azurite;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    Azurite,
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub storage: Storage,
+    pub app: Option<RunningApp>,
+    /// Kept alive for the test's duration (Azurite backend only).
+    pub azurite: Option<Azurite>,
+}
+
+/// A client that does not follow redirects (tests look at each 302 themselves).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("a reqwest client")
+}
+
+impl TestApp {
+    /// Starts standalone (with the in-process worker) unless `settings` set
+    /// `FUNCTIONS_CUSTOMHANDLER_PORT`, in which case it runs as under the host.
+    pub async fn start(backend: Backend, settings: &[(&str, &str)]) -> TestApp {
+        let mut vars: HashMap<String, String> = HashMap::new();
+        vars.insert("PORT".into(), "0".into());
+        let azurite = match backend {
+            Backend::Memory => None,
+            Backend::Azurite => {
+                let a = Azurite::start();
+                vars.insert("AzureWebJobsStorage".into(), a.connection_string());
+                Some(a)
+            }
+        };
+        for (k, v) in settings {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        let config = Config::from_vars(&vars).expect("test settings are valid");
+        let storage = match &config.storage {
+            StorageConfig::Memory => Storage::memory(),
+            azure => Storage::connect(azure).await.expect("Azurite is reachable"),
+        };
+        let work: Arc<dyn Work> = Arc::new(SampleWork {
+            delay: config.processing_delay,
+        });
+        let app = app::start_with(config, storage.clone(), work)
+            .await
+            .expect("the app starts");
+        TestApp {
+            base: format!("http://{}", app.addr),
+            client: client(),
+            storage,
+            app: Some(app),
+            azurite,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POSTs a JSON record to the submit route.
+    pub async fn submit(&self, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/AsyncProcessingWorkAcceptor"))
+            .json(body)
+            .send()
+            .await
+            .expect("submit request")
+    }
+
+    /// Polls `url` (bounded) until its answer is no longer `202`, and returns that answer.
+    pub async fn poll_until_done(&self, url: &str) -> reqwest::Response {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = self.client.get(url).send().await.expect("status request");
+            if r.status() != reqwest::StatusCode::ACCEPTED {
+                return r;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still pending after 30 s: {url}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+    }
+}
+
+/// A record in the sample's shape.
+pub fn record(id: &str) -> serde_json::Value {
+    serde_json::json!({ "id": id, "customername": "Contoso" })
+}
