@@ -95,25 +95,23 @@ impl RecordStore for BlobRecordStore {
     }
 
     async fn replace(&self, key: &str, doc: Bytes, etag: &str) -> Result<ETag, StoreError> {
-        let r = self
-            .container
-            .blob_client(Self::blob_name(key))
+        let blob = self.container.blob_client(Self::blob_name(key));
+        let r = blob
             .put_block_blob(doc)
             .content_type(BlobContentType::from("application/json"))
             .if_match(IfMatchCondition::Match(etag.to_string()))
-            .await
-            .map_err(|e| match store_error("replace record", &e) {
-                // A missing blob fails the If-Match too; say which it was.
-                StoreError::PreconditionFailed | StoreError::NotFound => {
-                    if status_of(&e).map(u16::from) == Some(404) {
-                        StoreError::NotFound
-                    } else {
-                        StoreError::PreconditionFailed
-                    }
-                }
-                other => other,
-            })?;
-        Ok(r.etag.to_string())
+            .await;
+        match r {
+            Ok(r) => Ok(r.etag.to_string()),
+            Err(e) => match store_error("replace record", &e) {
+                // A deleted blob fails If-Match with 412 too; the contract tells the two apart.
+                StoreError::PreconditionFailed => match blob.get_properties().await {
+                    Ok(_) => Err(StoreError::PreconditionFailed),
+                    Err(e) => Err(store_error("replace record", &e)),
+                },
+                other => Err(other),
+            },
+        }
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -286,5 +284,65 @@ impl ResultStore for BlobResultStore {
             names.extend(page.blobs.blobs().map(|b| b.name.clone()));
         }
         Ok(names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use azure_storage::{CloudLocation, StorageCredentials};
+    use azure_storage_blobs::prelude::ClientBuilder;
+
+    fn store(conn: &str) -> BlobResultStore {
+        let conn = StorageConnection::parse(conn).unwrap();
+        let container = ClientBuilder::with_location(
+            CloudLocation::Custom {
+                account: conn.account().into(),
+                uri: conn.blob_endpoint().into(),
+            },
+            StorageCredentials::access_key(conn.account().to_string(), conn.key().to_string()),
+        )
+        .container_client("data");
+        BlobResultStore::new(container, &conn)
+    }
+
+    fn query_of(url: &str) -> Vec<(String, String)> {
+        let q = url.split_once('?').unwrap().1;
+        form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+    }
+
+    #[test]
+    fn links_on_azure_are_https_only_read_only_and_for_one_blob() {
+        let s = store("AccountName=acct;AccountKey=c2VjcmV0LWtleQ==");
+        let expires = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        let url = s.read_link("x.blobdata", expires).unwrap().unwrap();
+        assert!(
+            url.starts_with("https://acct.blob.core.windows.net/data/x.blobdata?"),
+            "{url}"
+        );
+        let q = query_of(&url);
+        let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("spr"), Some("https"));
+        assert_eq!(get("sp"), Some("r"));
+        assert_eq!(get("sr"), Some("b"));
+        assert!(get("se").unwrap().starts_with("2024-"));
+        assert!(
+            !url.contains("c2VjcmV0LWtleQ"),
+            "the key never appears in a link"
+        );
+    }
+
+    #[test]
+    fn links_on_plain_http_storage_allow_http() {
+        let s = store("UseDevelopmentStorage=true");
+        let url = s
+            .read_link("x.blobdata", OffsetDateTime::now_utc())
+            .unwrap()
+            .unwrap();
+        let q = query_of(&url);
+        assert!(
+            q.iter().any(|(k, v)| k == "spr" && v == "http,https"),
+            "{url}"
+        );
     }
 }

@@ -1,0 +1,399 @@
+//! The storage ports' contract, written once and run against both adapters: in memory, and
+//! Azure Storage on Azurite. The two cannot drift apart without one of these failing.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_request_reply::adapters::azure::{AzureSettings, AzureStorage, StorageConnection};
+use async_request_reply::app::Storage;
+use async_request_reply::domain::ports::{PutOutcome, StoreError};
+use base64::Engine;
+use bytes::Bytes;
+use futures::StreamExt;
+use support::azurite::Azurite;
+
+struct Backend {
+    storage: Storage,
+    _azurite: Option<Azurite>,
+}
+
+fn settings(conn: &str, timeout_ms: u64, retries: u32) -> AzureSettings {
+    AzureSettings {
+        connection: StorageConnection::parse(conn).unwrap(),
+        queue_name: "outqueue".into(),
+        results_container: "data".into(),
+        records_container: "operations".into(),
+        request_timeout: Duration::from_millis(timeout_ms),
+        max_retries: retries,
+    }
+}
+
+async fn azure_storage(azurite: &Azurite) -> Storage {
+    let s = AzureStorage::connect(&settings(&azurite.connection_string(), 3000, 2))
+        .await
+        .expect("Azurite is reachable");
+    Storage {
+        records: s.records,
+        results: s.results,
+        queue: s.queue,
+    }
+}
+
+async fn backend(azure: bool) -> Backend {
+    if azure {
+        let azurite = Azurite::start();
+        Backend {
+            storage: azure_storage(&azurite).await,
+            _azurite: Some(azurite),
+        }
+    } else {
+        Backend {
+            storage: Storage::memory(),
+            _azurite: None,
+        }
+    }
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name(super::backend(false).await).await } )*
+        }
+        mod azurite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name(super::backend(true).await).await } )*
+        }
+    };
+}
+
+contract!(
+    records_are_created_once_and_swapped_by_etag,
+    records_list_by_prefix,
+    results_are_written_once_and_streamed_exactly,
+    queue_hides_received_messages_until_the_timeout,
+    queue_delete_and_dead_letter,
+);
+
+async fn records_are_created_once_and_swapped_by_etag(b: Backend) {
+    let r = &b.storage.records;
+    assert_eq!(r.get("operations/a").await.unwrap(), None);
+    let e1 = r
+        .insert("operations/a", Bytes::from_static(b"{\"v\":1}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.insert("operations/a", Bytes::from_static(b"{\"v\":9}"))
+            .await,
+        Err(StoreError::AlreadyExists)
+    );
+    let (doc, etag) = r.get("operations/a").await.unwrap().unwrap();
+    assert_eq!(&doc[..], b"{\"v\":1}");
+    assert_eq!(etag, e1);
+    let e2 = r
+        .replace("operations/a", Bytes::from_static(b"{\"v\":2}"), &e1)
+        .await
+        .unwrap();
+    assert_ne!(e1, e2);
+    assert_eq!(
+        r.replace("operations/a", Bytes::from_static(b"{\"v\":3}"), &e1)
+            .await,
+        Err(StoreError::PreconditionFailed),
+        "a stale ETag loses"
+    );
+    assert_eq!(
+        &r.get("operations/a").await.unwrap().unwrap().0[..],
+        b"{\"v\":2}"
+    );
+    r.delete("operations/a").await.unwrap();
+    r.delete("operations/a").await.unwrap();
+    assert_eq!(r.get("operations/a").await.unwrap(), None);
+    assert_eq!(
+        r.replace("operations/a", Bytes::from_static(b"{}"), &e2)
+            .await,
+        Err(StoreError::NotFound)
+    );
+}
+
+async fn records_list_by_prefix(b: Backend) {
+    let r = &b.storage.records;
+    for k in ["operations/1", "operations/2", "idempotency/x"] {
+        r.insert(k, Bytes::from_static(b"{}")).await.unwrap();
+    }
+    let mut ops = r.list("operations/").await.unwrap();
+    ops.sort();
+    assert_eq!(ops, vec!["operations/1", "operations/2"]);
+    assert_eq!(r.list("idempotency/").await.unwrap(), vec!["idempotency/x"]);
+}
+
+async fn read_all(b: &Backend, name: &str) -> (String, u64, Vec<u8>) {
+    let body = b
+        .storage
+        .results
+        .open(name)
+        .await
+        .unwrap()
+        .expect("a result");
+    let mut bytes = Vec::new();
+    let mut chunks = body.chunks;
+    while let Some(c) = chunks.next().await {
+        bytes.extend_from_slice(&c.unwrap());
+    }
+    (body.content_type, body.content_length, bytes)
+}
+
+async fn results_are_written_once_and_streamed_exactly(b: Backend) {
+    let res = &b.storage.results;
+    assert!(res.open("missing.blobdata").await.unwrap().is_none());
+    let first = res
+        .put_if_absent(
+            "a.blobdata",
+            Bytes::from_static(b"{\"first\":true}"),
+            "application/json",
+        )
+        .await
+        .unwrap();
+    assert_eq!(first, PutOutcome::Created);
+    let second = res
+        .put_if_absent(
+            "a.blobdata",
+            Bytes::from_static(b"{\"second\":true}"),
+            "text/plain",
+        )
+        .await
+        .unwrap();
+    assert_eq!(second, PutOutcome::AlreadyExisted);
+    assert_eq!(
+        read_all(&b, "a.blobdata").await,
+        ("application/json".into(), 14, b"{\"first\":true}".to_vec())
+    );
+    // Empty and multi-chunk results.
+    res.put_if_absent("empty.blobdata", Bytes::new(), "application/octet-stream")
+        .await
+        .unwrap();
+    assert_eq!(read_all(&b, "empty.blobdata").await.2, Vec::<u8>::new());
+    let big: Vec<u8> = (0..3 * 1024 * 1024 + 17).map(|i| (i % 251) as u8).collect();
+    res.put_if_absent(
+        "big.blobdata",
+        Bytes::from(big.clone()),
+        "application/octet-stream",
+    )
+    .await
+    .unwrap();
+    let (_, len, bytes) = read_all(&b, "big.blobdata").await;
+    assert_eq!(len, big.len() as u64);
+    assert!(bytes == big, "the multi-chunk result streams back exactly");
+    let mut names = res.list().await.unwrap();
+    names.sort();
+    assert_eq!(names, vec!["a.blobdata", "big.blobdata", "empty.blobdata"]);
+    res.delete("a.blobdata").await.unwrap();
+    res.delete("a.blobdata").await.unwrap();
+    assert!(res.open("a.blobdata").await.unwrap().is_none());
+}
+
+async fn queue_hides_received_messages_until_the_timeout(b: Backend) {
+    let q = &b.storage.queue;
+    q.send("{\"n\":1}").await.unwrap();
+    let got = q.receive(32, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].text, "{\"n\":1}");
+    assert_eq!(got[0].dequeue_count, 1);
+    assert!(
+        q.receive(32, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_empty(),
+        "hidden while being worked on"
+    );
+    // Not deleted: it comes back after the timeout (bounded poll), one delivery later.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let again = loop {
+        let got = q.receive(32, Duration::from_secs(30)).await.unwrap();
+        if !got.is_empty() {
+            break got;
+        }
+        assert!(Instant::now() < deadline, "the message never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(again[0].text, "{\"n\":1}");
+    assert_eq!(again[0].dequeue_count, 2);
+    // The first delivery's receipt is stale now.
+    assert!(q.delete(&got[0].receipt).await.is_err());
+    q.delete(&again[0].receipt).await.unwrap();
+}
+
+async fn queue_delete_and_dead_letter(b: Backend) {
+    let q = &b.storage.queue;
+    for i in 0..3 {
+        q.send(&format!("{{\"n\":{i}}}")).await.unwrap();
+    }
+    let got = q.receive(2, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(got.len(), 2, "at most the number asked for");
+    q.delete(&got[0].receipt).await.unwrap();
+    q.dead_letter(&got[1]).await.unwrap();
+    let rest = q.receive(32, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert!(q
+        .receive(32, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+// ----- Azure Storage only -----
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sas_links_read_one_blob_and_refuse_tampering_and_expiry() {
+    let b = backend(true).await;
+    let res = &b.storage.results;
+    res.put_if_absent(
+        "r.blobdata",
+        Bytes::from_static(b"{\"ok\":1}"),
+        "application/json",
+    )
+    .await
+    .unwrap();
+    res.put_if_absent(
+        "other.blobdata",
+        Bytes::from_static(b"{}"),
+        "application/json",
+    )
+    .await
+    .unwrap();
+    let expires = time::OffsetDateTime::now_utc() + time::Duration::minutes(10);
+    let url = res.read_link("r.blobdata", expires).unwrap().unwrap();
+    let query = url.split_once('?').unwrap().1;
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(get("sp").as_deref(), Some("r"), "read only");
+    assert_eq!(get("sr").as_deref(), Some("b"), "this one blob");
+    assert!(get("se").is_some() && get("sig").is_some());
+    assert_eq!(
+        get("spr").as_deref(),
+        Some("http,https"),
+        "Azurite is plain http (on Azure: https only)"
+    );
+
+    let r = http().get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(&r.bytes().await.unwrap()[..], b"{\"ok\":1}");
+
+    // The same signature does not open another blob, nor write.
+    let other = url.replace("/r.blobdata?", "/other.blobdata?");
+    assert_eq!(http().get(&other).send().await.unwrap().status(), 403);
+    let write = http()
+        .put(&url)
+        .header("x-ms-blob-type", "BlockBlob")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), 403);
+
+    let sig = get("sig").unwrap();
+    let mut raw = base64::engine::general_purpose::STANDARD
+        .decode(&sig)
+        .unwrap();
+    raw[0] ^= 1;
+    let forged = base64::engine::general_purpose::STANDARD.encode(raw);
+    let tampered = url.replace(
+        &format!(
+            "sig={}",
+            form_urlencoded::byte_serialize(sig.as_bytes()).collect::<String>()
+        ),
+        &format!(
+            "sig={}",
+            form_urlencoded::byte_serialize(forged.as_bytes()).collect::<String>()
+        ),
+    );
+    assert_ne!(tampered, url);
+    assert_eq!(http().get(&tampered).send().await.unwrap().status(), 403);
+
+    let past = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    let expired = res.read_link("r.blobdata", past).unwrap().unwrap();
+    assert_eq!(http().get(&expired).send().await.unwrap().status(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_text_is_base64_on_the_wire() {
+    use azure_storage::{CloudLocation, StorageCredentials};
+    use azure_storage_queues::QueueServiceClientBuilder;
+    let b = backend(true).await;
+    let azurite = b._azurite.as_ref().unwrap();
+    b.storage.queue.send("{\"hello\":\"wörld\"}").await.unwrap();
+    let raw = QueueServiceClientBuilder::with_location(
+        CloudLocation::Custom {
+            account: support::azurite::ACCOUNT.into(),
+            uri: format!(
+                "http://127.0.0.1:{}/{}",
+                azurite.queue_port,
+                support::azurite::ACCOUNT
+            ),
+        },
+        StorageCredentials::access_key(
+            support::azurite::ACCOUNT,
+            support::azurite::KEY.to_string(),
+        ),
+    )
+    .build()
+    .queue_client("outqueue")
+    .peek_messages()
+    .await
+    .unwrap();
+    let text = &raw.messages[0].message_text;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap();
+    assert_eq!(String::from_utf8(decoded).unwrap(), "{\"hello\":\"wörld\"}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_storage_answers_unavailable_within_bounds() {
+    let mut azurite = Azurite::start();
+    let s = AzureStorage::connect(&settings(&azurite.connection_string(), 500, 1))
+        .await
+        .unwrap();
+    azurite.stop();
+    let started = Instant::now();
+    let e = s.records.get("operations/x").await.unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    let e = s.queue.send("{}").await.unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    // Nothing secret in what the error says.
+    assert!(!format!("{e} {e:?}").contains(support::azurite::KEY));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_creates_what_is_missing_and_is_idempotent() {
+    let azurite = Azurite::start();
+    let s = settings(&azurite.connection_string(), 3000, 2);
+    let first = AzureStorage::connect(&s).await.unwrap();
+    let second: Arc<_> = Arc::new(AzureStorage::connect(&s).await.unwrap());
+    first.queue.send("{}").await.unwrap();
+    assert_eq!(
+        second
+            .queue
+            .receive(32, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
