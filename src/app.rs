@@ -138,15 +138,12 @@ pub async fn start_with(
         },
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let mut server_shutdown = shutdown_rx.clone();
-    let server = tokio::spawn(
-        warp::serve(http::routes(state))
-            .incoming(listener)
-            .graceful(async move {
-                let _ = server_shutdown.wait_for(|stop| *stop).await;
-            })
-            .run(),
-    );
+    let server = tokio::spawn(http::server::serve(
+        listener,
+        http::routes(state),
+        config.connection_limits,
+        shutdown_rx.clone(),
+    ));
     let mut background = Vec::new();
     if !host_mode {
         background.push(tokio::spawn(worker::run(

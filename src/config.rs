@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::adapters::azure::{AzureSettings, StorageConnection};
 use crate::domain::ServiceSettings;
+use crate::edges::http::server::ConnectionLimits;
 
 /// How the handler is run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +61,7 @@ pub struct Config {
     pub worker: WorkerSettings,
     pub purge_interval: Duration,
     pub shutdown_grace: Duration,
+    pub connection_limits: ConnectionLimits,
     pub log_format: LogFormat,
     pub log_filter: String,
 }
@@ -105,26 +107,25 @@ impl Config {
                 port: v.number("PORT", 7071, 0, u16::MAX as u64)? as u16,
             },
         };
+        // Storage settings are checked even when storage is in memory: a bad value is a mistake
+        // worth stopping for whichever backend it would have met.
+        let queue_name = v.name("WORK_QUEUE_NAME", "outqueue", 56)?;
+        let results_container = v.name("RESULT_CONTAINER", "data", 63)?;
+        let records_container = v.name("RECORDS_CONTAINER", "operations", 63)?;
+        let request_timeout =
+            Duration::from_millis(v.number("STORAGE_TIMEOUT_MS", 3000, 100, 120_000)?);
+        let max_retries = v.number("STORAGE_MAX_RETRIES", 2, 0, 10)? as u32;
         let storage = match v.get("AzureWebJobsStorage") {
             None => StorageConfig::Memory,
-            Some(conn) => {
-                let connection = StorageConnection::parse(conn)
-                    .map_err(|e| invalid("AzureWebJobsStorage", e.to_string()))?;
-                let queue_name = v.name("WORK_QUEUE_NAME", "outqueue", 56)?;
-                StorageConfig::Azure(AzureSettings {
-                    connection,
-                    queue_name,
-                    results_container: v.name("RESULT_CONTAINER", "data", 63)?,
-                    records_container: v.name("RECORDS_CONTAINER", "operations", 63)?,
-                    request_timeout: Duration::from_millis(v.number(
-                        "STORAGE_TIMEOUT_MS",
-                        3000,
-                        100,
-                        120_000,
-                    )?),
-                    max_retries: v.number("STORAGE_MAX_RETRIES", 2, 0, 10)? as u32,
-                })
-            }
+            Some(conn) => StorageConfig::Azure(AzureSettings {
+                connection: StorageConnection::parse(conn)
+                    .map_err(|e| invalid("AzureWebJobsStorage", e.to_string()))?,
+                queue_name,
+                results_container,
+                records_container,
+                request_timeout,
+                max_retries,
+            }),
         };
         let public_base_url = match v.get("PUBLIC_BASE_URL") {
             None => None,
@@ -198,6 +199,17 @@ impl Config {
                 86_400,
             )?),
             shutdown_grace: Duration::from_secs(v.number("SHUTDOWN_GRACE_SECONDS", 20, 0, 600)?),
+            connection_limits: ConnectionLimits {
+                max_connections: v.number("MAX_CONNECTIONS", 1024, 1, 65_536)? as usize,
+                max_header_bytes: v.number("MAX_HEADER_BYTES", 64 * 1024, 8 * 1024, 1024 * 1024)?
+                    as usize,
+                header_timeout: Duration::from_secs(v.number(
+                    "HEADER_TIMEOUT_SECONDS",
+                    10,
+                    1,
+                    300,
+                )?),
+            },
             log_format: match v.get("LOG_FORMAT").map(str::to_ascii_lowercase).as_deref() {
                 None | Some("text") => LogFormat::Text,
                 Some("json") => LogFormat::Json,

@@ -6,6 +6,7 @@ pub mod handlers;
 pub mod problem;
 pub mod public_url;
 pub mod query;
+pub mod server;
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -1,0 +1,93 @@
+//! The HTTP server loop: accepts connections up to a configured bound (past it, new connections
+//! wait in the listen backlog instead of exhausting memory), serves each with hyper under
+//! header-size and header-time limits, and drains in-flight requests on shutdown.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tracing::{debug, warn};
+use warp::Filter;
+
+/// Limits on connections and on what a client may send before its body.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Bytes of request line plus headers; past it hyper answers `431`.
+    pub max_header_bytes: usize,
+    /// Time a client has to send its request line and headers.
+    pub header_timeout: Duration,
+}
+
+/// Serves `filter` on `listener` until `shutdown` turns true, then waits for in-flight
+/// requests to finish (the caller bounds how long).
+pub async fn serve<F>(
+    listener: TcpListener,
+    filter: F,
+    limits: ConnectionLimits,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    F: Filter<Extract = (warp::reply::Response,), Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        // hyper's read buffer bounds the request head; 8 KiB is its floor.
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    loop {
+        // Wait for a free slot before accepting: excess clients queue in the kernel.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = stopped(&mut shutdown) => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut shutdown) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(warp::service(filter.clone()));
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Resolves once shutdown is signalled (or its sender is gone), holding no borrow.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
+}
