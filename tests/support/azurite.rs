@@ -129,9 +129,22 @@ impl Azurite {
         )
     }
 
-    /// Stops the emulator (an outage); `restart` brings it back on the same ports.
+    /// Stops the emulator (an outage); `restart` brings it back on the same ports. SIGTERM
+    /// first, so a persistent Azurite flushes its data as a real service would keep it; SIGKILL
+    /// only if it has not exited within 10 s.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }

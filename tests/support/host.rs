@@ -9,6 +9,11 @@ pub struct Handler {
     pub child: Child,
     pub port: u16,
     pub base: String,
+    /// Standalone (`PORT`) or as under the host (`FUNCTIONS_CUSTOMHANDLER_PORT`).
+    standalone: bool,
+    env: Vec<(String, String)>,
+    /// Where stdout/stderr go, when captured (appended across restarts).
+    log: Option<std::path::PathBuf>,
 }
 
 /// A free loopback port (bound, read, released).
@@ -22,26 +27,84 @@ pub fn free_port() -> u16 {
 impl Handler {
     /// Starts the binary as the host would and waits (bounded) until `GET /` answers.
     pub async fn start(env: &[(&str, &str)]) -> Handler {
+        Self::launch(false, env, None).await
+    }
+
+    /// Starts the binary standalone (its own queue worker) on a free port.
+    pub async fn start_standalone(env: &[(&str, &str)]) -> Handler {
+        Self::launch(true, env, None).await
+    }
+
+    /// As `start_standalone`, with stdout and stderr appended to `log`.
+    pub async fn start_standalone_logged(env: &[(&str, &str)], log: std::path::PathBuf) -> Handler {
+        Self::launch(true, env, Some(log)).await
+    }
+
+    async fn launch(
+        standalone: bool,
+        env: &[(&str, &str)],
+        log: Option<std::path::PathBuf>,
+    ) -> Handler {
         let port = free_port();
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let child = Self::spawn(standalone, port, &env, log.as_deref());
+        let handler = Handler {
+            child,
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            standalone,
+            env,
+            log,
+        };
+        handler.wait_ready().await;
+        handler
+    }
+
+    fn spawn(
+        standalone: bool,
+        port: u16,
+        env: &Vec<(String, String)>,
+        log: Option<&std::path::Path>,
+    ) -> Child {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_handler"));
-        cmd.env_clear()
-            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-            .env("FUNCTIONS_WORKER_RUNTIME", "custom")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+        cmd.env_clear().env("RUST_LOG", "info");
+        if standalone {
+            cmd.env("PORT", port.to_string());
+        } else {
+            cmd.env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+                .env("FUNCTIONS_WORKER_RUNTIME", "custom");
+        }
+        match log {
+            Some(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("a log file");
+                cmd.stdout(file.try_clone().expect("a log file"))
+                    .stderr(file);
+            }
+            None => {
+                cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
+            }
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("the handler binary starts");
-        let base = format!("http://127.0.0.1:{port}");
+        cmd.spawn().expect("the handler binary starts")
+    }
+
+    /// Polls `GET /` (bounded) as the host does: a refused connection means "not yet".
+    pub async fn wait_ready(&self) {
         let client = reqwest::Client::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        // As the host does: a refused connection means "not yet".
         loop {
-            if let Ok(r) = client.get(format!("{base}/")).send().await {
+            if let Ok(r) = client.get(format!("{}/", self.base)).send().await {
                 assert!(r.status().is_success(), "GET / answered {}", r.status());
-                break;
+                return;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
@@ -49,7 +112,43 @@ impl Handler {
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        Handler { child, port, base }
+    }
+
+    /// `kill -9`: no chance to clean up, as in a crashed or evicted instance.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends a signal (`TERM`, `INT`) by name.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits (bounded) for the process to exit and returns its exit code.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status.code().unwrap_or(-1));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts the binary again on the same port with the same settings.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.child = Self::spawn(self.standalone, self.port, &self.env, self.log.as_deref());
+        self.wait_ready().await;
     }
 }
 

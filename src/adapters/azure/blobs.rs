@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use time::OffsetDateTime;
 
-use super::{status_of, store_error, StorageConnection};
+use super::{is_missing_parent, status_of, store_error, StorageConnection};
 use crate::domain::ports::{ETag, PutOutcome, RecordStore, ResultBody, ResultStore, StoreError};
 
 /// Chunk size for streaming results: bounds memory per stream.
@@ -28,6 +28,15 @@ async fn create_container(container: &ContainerClient) -> Result<(), StoreError>
 }
 
 /// Reads a whole (small) blob with its ETag.
+/// Re-creates a container found missing, so the next write succeeds instead of failing forever.
+async fn heal_container(container: &ContainerClient) -> Result<(), StoreError> {
+    tracing::warn!(
+        container = container.container_name(),
+        "container missing; re-creating it"
+    );
+    create_container(container).await
+}
+
 async fn read_all(
     container: &ContainerClient,
     name: &str,
@@ -79,14 +88,22 @@ impl BlobRecordStore {
 #[async_trait]
 impl RecordStore for BlobRecordStore {
     async fn insert(&self, key: &str, doc: Bytes) -> Result<ETag, StoreError> {
-        let r = self
-            .container
-            .blob_client(Self::blob_name(key))
-            .put_block_blob(doc)
-            .content_type(BlobContentType::from("application/json"))
-            .if_match(IfMatchCondition::NotMatch("*".into()))
-            .await
-            .map_err(|e| store_error("insert record", &e))?;
+        let put = || {
+            self.container
+                .blob_client(Self::blob_name(key))
+                .put_block_blob(doc.clone())
+                .content_type(BlobContentType::from("application/json"))
+                .if_match(IfMatchCondition::NotMatch("*".into()))
+                .into_future()
+        };
+        let r = match put().await {
+            Err(e) if is_missing_parent(&e) => {
+                heal_container(&self.container).await?;
+                put().await
+            }
+            other => other,
+        }
+        .map_err(|e| store_error("insert record", &e))?;
         Ok(r.etag.to_string())
     }
 
@@ -184,13 +201,21 @@ impl ResultStore for BlobResultStore {
         body: Bytes,
         content_type: &str,
     ) -> Result<PutOutcome, StoreError> {
-        let r = self
-            .container
-            .blob_client(name)
-            .put_block_blob(body)
-            .content_type(BlobContentType::from(content_type.to_string()))
-            .if_match(IfMatchCondition::NotMatch("*".into()))
-            .await;
+        let put = || {
+            self.container
+                .blob_client(name)
+                .put_block_blob(body.clone())
+                .content_type(BlobContentType::from(content_type.to_string()))
+                .if_match(IfMatchCondition::NotMatch("*".into()))
+                .into_future()
+        };
+        let r = match put().await {
+            Err(e) if is_missing_parent(&e) => {
+                heal_container(&self.container).await?;
+                put().await
+            }
+            other => other,
+        };
         match r {
             Ok(_) => Ok(PutOutcome::Created),
             Err(e) => match store_error("write result", &e) {

@@ -110,6 +110,15 @@ fn status_of(e: &azure_core::Error) -> Option<StatusCode> {
     }
 }
 
+/// Whether a failed call found its container or queue missing, rather than the blob.
+fn is_missing_parent(e: &azure_core::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::HttpResponse { error_code: Some(code), .. }
+            if code == "ContainerNotFound" || code == "QueueNotFound"
+    )
+}
+
 /// Maps a storage error to the domain's terms. The message names the operation and the
 /// storage error code, never a key or signature.
 fn store_error(what: &str, e: &azure_core::Error) -> StoreError {
@@ -118,6 +127,9 @@ fn store_error(what: &str, e: &azure_core::Error) -> StoreError {
             let code = error_code.as_deref().unwrap_or("");
             let msg = format!("{what}: HTTP {} {code}", u16::from(*status));
             match u16::from(*status) {
+                // The container or queue itself is gone (deleted by hand, or a storage reset):
+                // not "no such record" but an outage, which the adapters heal by re-creating it.
+                404 if is_missing_parent(e) => StoreError::Unavailable(msg),
                 404 => StoreError::NotFound,
                 409 => StoreError::AlreadyExists,
                 412 => StoreError::PreconditionFailed,

@@ -8,7 +8,7 @@ use azure_storage_queues::prelude::{NumberOfMessages, PopReceipt, QueueClient, V
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use super::{status_of, store_error};
+use super::{is_missing_parent, status_of, store_error};
 use crate::domain::ports::{Delivery, Receipt, StoreError, WorkQueue};
 
 pub struct StorageQueue {
@@ -31,6 +31,12 @@ impl StorageQueue {
         }
         Ok(())
     }
+
+    /// Re-creates the queues found missing, so work can be queued again.
+    async fn heal(&self) -> Result<(), StoreError> {
+        tracing::warn!("queue missing; re-creating it");
+        self.create_queues().await
+    }
 }
 
 fn encode(text: &str) -> String {
@@ -50,16 +56,21 @@ fn decode(raw: &str) -> String {
 #[async_trait]
 impl WorkQueue for StorageQueue {
     async fn send(&self, text: &str) -> Result<(), StoreError> {
-        self.queue
-            .put_message(encode(text))
-            .await
-            .map(|_| ())
-            .map_err(|e| match status_of(&e).map(u16::from) {
-                Some(413) => {
-                    StoreError::Fatal("the message is larger than a queue message may be".into())
-                }
-                _ => store_error("enqueue", &e),
-            })
+        let put = || self.queue.put_message(encode(text)).into_future();
+        match put().await {
+            Err(e) if is_missing_parent(&e) => {
+                self.heal().await?;
+                put().await
+            }
+            other => other,
+        }
+        .map(|_| ())
+        .map_err(|e| match status_of(&e).map(u16::from) {
+            Some(413) => {
+                StoreError::Fatal("the message is larger than a queue message may be".into())
+            }
+            _ => store_error("enqueue", &e),
+        })
     }
 
     async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, StoreError> {
@@ -69,8 +80,15 @@ impl WorkQueue for StorageQueue {
             .get_messages()
             .number_of_messages(NumberOfMessages::new(n))
             .visibility_timeout(VisibilityTimeout::new(visibility))
-            .await
-            .map_err(|e| store_error("receive", &e))?;
+            .await;
+        let got = match got {
+            Err(e) if is_missing_parent(&e) => {
+                // Heal for the next poll; this one reports the outage.
+                let _ = self.heal().await;
+                return Err(store_error("receive", &e));
+            }
+            other => other.map_err(|e| store_error("receive", &e))?,
+        };
         Ok(got
             .messages
             .into_iter()
