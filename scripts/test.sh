@@ -1,39 +1,48 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh clone. Installs what the tests need into .tools/ (Azurite,
 # pinned; the Python test tools, pinned), then runs the Rust suite (unit, contract tests on
-# memory and Azurite, host protocol, reliability), the Python suites (LRO clients, schemathesis,
-# deployment checks) and a smoke pass of the benchmark harness.
+# memory and Azurite, host protocol), the reliability suite at CI size (faults, hostile input,
+# fuzzing), the Python suites (Azure SDK LRO poller, schemathesis, deployment checks), and a
+# smoke pass of the benchmark harness.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# A virtualenv at .tools/$1 with the pinned requirements file $2, reinstalled when it changes.
+venv() {
+  local dir=".tools/$1" requirements=$2
+  if [ ! -x "$dir/bin/python" ] || ! cmp -s "$requirements" "$dir/installed-requirements.txt"; then
+    rm -rf "$dir"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$dir/installed-requirements.txt"
+  fi
+}
+
 step "Azurite (pinned) into .tools/"
 bash scripts/install-azurite.sh
 export AZURITE_BIN="$repo/.tools/node_modules/.bin/azurite"
 
-step "Python test tools (pinned) into .tools/venv"
-if [ ! -x .tools/venv/bin/python ] || ! cmp -s tests/requirements.txt .tools/venv/installed-requirements.txt; then
-  python3 -m venv .tools/venv
-  .tools/venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
-  cp tests/requirements.txt .tools/venv/installed-requirements.txt
-fi
+step "Python test tools (pinned) into .tools/venv and .tools/checkov"
+venv venv tests/requirements.txt
+venv checkov tests/requirements-checkov.txt
 
 step "Rust tests (cargo nextest)"
 cargo build --locked --bin handler
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --locked --no-fail-fast
-else
-  cargo test --locked --no-fail-fast
-fi
+cargo nextest run --locked --no-fail-fast \
+  -E 'not (binary(faults) | binary(hostile_input) | binary(decoders_fuzz))'
+
+step "Reliability suite at CI size (scripts/reliability.sh --ci)"
+bash scripts/reliability.sh --ci
 
 step "Static handler for packaging and benchmarks"
 bash scripts/build-static.sh
 
-step "Python suites"
+step "Python suites: LRO clients, schemathesis, deployment checks"
 export HANDLER_BIN="$repo/target/debug/handler"
-.tools/venv/bin/python -m pytest -q tests/python tests/deploy
+.tools/venv/bin/python -m pytest -p no:cacheprovider -q tests/python tests/deploy
 
 if [ -f bench/run.sh ]; then
   step "Benchmark harness, smoke pass"

@@ -161,7 +161,7 @@ impl Config {
             public_base_url,
             website_hostname,
             trust_forwarded_headers: v.flag("TRUST_FORWARDED_HEADERS", false)?,
-            max_body_bytes: v.number("MAX_BODY_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024)?
+            max_body_bytes: v.number("MAX_BODY_BYTES", 1024 * 1024, 1024, 128 * 1024 * 1024)?
                 as usize,
             retry_after: Duration::from_secs(v.number("RETRY_AFTER_SECONDS", 1, 1, 3600)?),
             sync_wait_max: Duration::from_secs(v.number(

@@ -87,7 +87,7 @@ proptest! {
     }
 
     #[test]
-    fn valid_records_are_accepted(id in "[^\u{0}]{1,40}", name in "[^\u{0}]{1,40}", extra in json_value()) {
+    fn valid_records_are_accepted(id in "[a-zA-Z0-9][^\u{0}]{0,39}", name in "[^\\s][^\u{0}]{0,39}", extra in json_value()) {
         let body = json!({ "id": id, "customername": name, "extra": extra }).to_string();
         let record = submission::parse(body.as_bytes());
         prop_assert!(record.is_ok(), "{body}");

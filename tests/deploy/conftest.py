@@ -1,27 +1,11 @@
-"""Shared fixtures for the deployment checks: the repository root and the parsed template."""
+"""Fixtures for the deployment checks: the parsed template."""
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def root() -> Path:
-    return ROOT
+from template_support import ROOT
 
 
 @pytest.fixture(scope="session")
 def template() -> dict:
     return json.loads((ROOT / "deploy.json").read_text())
-
-
-def resources_of(template: dict, type_: str) -> list[dict]:
-    return [r for r in template["resources"] if r["type"].lower() == type_.lower()]
-
-
-def one_resource(template: dict, type_: str) -> dict:
-    found = resources_of(template, type_)
-    assert len(found) == 1, f"expected exactly one {type_}, found {len(found)}"
-    return found[0]

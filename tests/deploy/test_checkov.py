@@ -3,10 +3,9 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-from conftest import ROOT
+from template_support import ROOT
 
 
 def listed_skips() -> dict[str, str]:
@@ -19,10 +18,11 @@ def listed_skips() -> dict[str, str]:
 
 
 def checkov_binary() -> str:
-    # The venv's own checkov (tests/requirements.txt pins it); fail, never skip, if it is missing.
-    local = Path(sys.executable).parent / "checkov"
-    found = str(local) if local.exists() else shutil.which("checkov")
-    assert found, "checkov is not installed: run scripts/test.sh, which installs tests/requirements.txt"
+    # checkov lives in its own venv (tests/requirements-checkov.txt pins it); fail, never skip,
+    # if it is missing.
+    local = ROOT / ".tools" / "checkov" / "bin" / "checkov"
+    found = os.environ.get("CHECKOV_BIN") or (str(local) if local.exists() else shutil.which("checkov"))
+    assert found, "checkov is not installed: run scripts/test.sh, which installs it into .tools/checkov"
     return found
 
 

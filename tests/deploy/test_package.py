@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from conftest import ROOT
+from template_support import ROOT
 
 FUNCTIONS = [
     "AsyncProcessingWorkAcceptor",
@@ -59,7 +59,7 @@ def test_package_size(package):
 
 def test_funcignore_keeps_sources_and_tooling_out():
     patterns = (ROOT / ".funcignore").read_text().split()
-    for needed in ["src", "target", "tests", "scripts", ".tools", "Cargo.toml", "local.settings.json"]:
+    for needed in ["src", "target", "tests", "scripts", ".*", "Cargo.toml", "local.settings.json"]:
         assert needed in patterns, needed
 
 

@@ -2,7 +2,7 @@
 import json
 import re
 
-from conftest import ROOT, one_resource, resources_of
+from template_support import ROOT, one_resource, resources_of
 
 
 def test_template_is_an_arm_deployment_template(template):
