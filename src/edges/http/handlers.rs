@@ -231,10 +231,22 @@ async fn stream_result(state: &HttpState, op: &Operation) -> Answer {
         .open_result(op)
         .await
         .map_err(|e| domain_problem(state, e))?;
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
     let mut chunks = result.chunks;
+    // The first chunk (1 MiB on Azure Storage, so the whole of most results) is read before
+    // answering: a storage failure then is a clean 503, not a 200 cut off mid-body.
+    let first = match chunks.next().await {
+        Some(Ok(bytes)) => Some(bytes),
+        Some(Err(e)) => return Err(domain_problem(state, e.into())),
+        None => None,
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
     let id = op.id;
     tokio::spawn(async move {
+        if let Some(bytes) = first {
+            if tx.send(Ok(bytes)).await.is_err() {
+                return;
+            }
+        }
         while let Some(chunk) = chunks.next().await {
             let failed = chunk.is_err();
             let item = chunk.map_err(|e| {
