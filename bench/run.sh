@@ -1,0 +1,498 @@
+#!/usr/bin/env bash
+# The benchmark harness, one command, from the repo root or anywhere:
+#
+#   bash bench/run.sh           full run (scale sweeps included; ~10-15 minutes on 2 cores)
+#   bash bench/run.sh --smoke   a short pass of every part (seconds each)
+#
+# Builds the release handler and the bench package (bench/, its own Cargo workspace, sharing
+# the root target/), installs what it needs (Azurite 3.35.0 into .tools/, wrk or oha), starts
+# everything on free 127.0.0.1 ports, measures, prints ONE markdown table, and stops every
+# process it started. A slow figure never fails the run; a broken measurement does (exit 1).
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$repo"
+
+mode=full
+for arg in "$@"; do
+  case "$arg" in
+    --smoke) mode=smoke ;;
+    --full) mode=full ;;
+    *) echo "usage: bench/run.sh [--smoke]" >&2; exit 2 ;;
+  esac
+done
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/arr-bench.XXXXXX")"
+rows="$work/rows.md"
+sweeps="$work/sweeps.md"
+: >"$rows"
+: >"$sweeps"
+errors=0
+pids=()
+
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for _ in $(seq 1 20); do
+    local alive=0
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+if [ "$mode" = smoke ]; then
+  dur=2; runs=5; lat_n=50; drain_mem=200; drain_az=50; az_n=100; stream_mib=8; rss_dur=2
+else
+  dur=8; runs=20; lat_n=500; drain_mem=2000; drain_az=500; az_n=1000; stream_mib=100; rss_dur=5
+fi
+
+# ---------------------------------------------------------------------------------- build
+log "building (release): handler, then the bench package"
+cargo build --locked --release --bin handler >&2
+CARGO_TARGET_DIR="$repo/target" cargo build --release --manifest-path bench/Cargo.toml >&2
+handler="$repo/target/release/handler"
+bench="$repo/target/release/bench"
+baseline_bin="$repo/target/release/baseline"
+
+# ---------------------------------------------------------------------------------- tools
+log "tools: Azurite and a load generator"
+bash scripts/install-azurite.sh >&2
+azurite_bin="$repo/.tools/node_modules/.bin/azurite"
+export PATH="$repo/.tools/bin:$PATH"
+loadgen=""
+if command -v wrk >/dev/null; then
+  loadgen=wrk
+elif command -v oha >/dev/null; then
+  loadgen=oha
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get install -y -qq wrk >&2; then
+  loadgen=wrk
+else
+  cargo install oha --locked --root "$repo/.tools" >&2
+  loadgen=oha
+fi
+log "load generator: $loadgen"
+
+# ---------------------------------------------------------------------------------- helpers
+port() { "$bench" port; }
+
+wait_ready() { # port pid name
+  local i
+  for i in $(seq 1 600); do
+    if curl -fsS -o /dev/null "http://127.0.0.1:$1/" 2>/dev/null; then return 0; fi
+    if ! kill -0 "$2" 2>/dev/null; then echo "bench: $3 exited at start-up" >&2; return 1; fi
+    sleep 0.05
+  done
+  echo "bench: $3 did not answer GET / in 30 s" >&2
+  return 1
+}
+
+# start_handler VAR [ENV=VALUE...]: starts the release handler on a free port; sets
+# VAR_port and VAR_pid. On Azurite each instance gets its own queue and containers, so no
+# instance inherits another's backlog.
+start_handler() {
+  local var=$1; shift
+  local p; p=$(port)
+  env PORT="$p" RUST_LOG=warn SHUTDOWN_GRACE_SECONDS=0 WORK_QUEUE_NAME="q-$var" \
+    RESULT_CONTAINER="data-$var" RECORDS_CONTAINER="ops-$var" "$@" "$handler" >"$work/$var.log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  wait_ready "$p" "$pid" "handler ($var)" || { cat "$work/$var.log" >&2; return 1; }
+  printf -v "${var}_port" '%s' "$p"
+  printf -v "${var}_pid" '%s' "$pid"
+}
+
+stop_pid() {
+  kill -TERM "$1" 2>/dev/null || true
+  for _ in $(seq 1 30); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+start_baseline() {
+  local p; p=$(port)
+  PORT="$p" "$baseline_bin" >/dev/null 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  wait_ready "$p" "$pid" baseline
+  baseline_port=$p
+  baseline_pid=$pid
+}
+
+start_azurite() {
+  az_blob=$(port); az_queue=$(port); az_table=$(port)
+  mkdir -p "$work/azurite"
+  (cd "$work/azurite" && exec "$azurite_bin" --silent --inMemoryPersistence --disableTelemetry \
+    --skipApiVersionCheck --loose --blobHost 127.0.0.1 --queueHost 127.0.0.1 --tableHost 127.0.0.1 \
+    --blobPort "$az_blob" --queuePort "$az_queue" --tablePort "$az_table") >"$work/azurite.log" 2>&1 &
+  azurite_pid=$!
+  pids+=("$azurite_pid")
+  local i
+  for i in $(seq 1 600); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$az_blob") 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$az_queue") 2>/dev/null; then
+      az_conn="DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:$az_blob/devstoreaccount1;QueueEndpoint=http://127.0.0.1:$az_queue/devstoreaccount1"
+      az_blob_url="http://127.0.0.1:$az_blob/devstoreaccount1"
+      az_queue_url="http://127.0.0.1:$az_queue/devstoreaccount1"
+      return 0
+    fi
+    kill -0 "$azurite_pid" 2>/dev/null || { cat "$work/azurite.log" >&2; return 1; }
+    sleep 0.05
+  done
+  echo "bench: Azurite did not listen in 30 s" >&2
+  return 1
+}
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# submit_one PORT -> prints the status URL
+submit_one() {
+  curl -fsS -D - -o /dev/null -X POST "http://127.0.0.1:$1/api/AsyncProcessingWorkAcceptor" \
+    -H 'Content-Type: application/json' -d '{"id":"1","customername":"Contoso"}' |
+    tr -d '\r' | sed -n 's/^[Ll]ocation: //p'
+}
+
+# load URL CONNS DURATION [post]: runs the load generator; prints "rps p50_ms p99_ms bad".
+load() {
+  local url=$1 c=$2 d=$3 post=${4:-} out t
+  t=2; [ "$c" -lt 2 ] && t=1
+  if [ "$loadgen" = wrk ]; then
+    if [ -n "$post" ]; then
+      out=$(wrk -t"$t" -c"$c" -d"${d}s" --latency -s "$repo/bench/post.lua" "$url" 2>&1) || true
+    else
+      out=$(wrk -t"$t" -c"$c" -d"${d}s" --latency "$url" 2>&1) || true
+    fi
+    echo "$out" >>"$work/loadgen.log"
+    echo "$out" | awk '
+      function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+      /Requests\/sec:/ { rps = $2 }
+      /^ +50%/ { p50 = ms($2) }
+      /^ +99%/ { p99 = ms($2) }
+      /Non-2xx or 3xx responses:/ { bad += $NF }
+      /Socket errors:/ { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) bad += $i + 0 }
+      END { printf "%s %.3f %.3f %d\n", (rps == "" ? 0 : rps), p50, p99, bad }'
+  else
+    local json
+    if [ -n "$post" ]; then
+      json=$(oha --no-tui --output-format json -c "$c" -z "${d}s" -m POST -H 'Content-Type: application/json' \
+        -d '{"id":"1","customername":"Contoso"}' --redirect 0 "$url" 2>/dev/null) || true
+    else
+      json=$(oha --no-tui --output-format json -c "$c" -z "${d}s" --redirect 0 "$url" 2>/dev/null) || true
+    fi
+    echo "$json" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+codes = d.get("statusCodeDistribution", {})
+bad = sum(v for k, v in codes.items() if not (200 <= int(k) < 400)) + sum(d.get("errorDistribution", {}).values())
+p = d.get("latencyPercentiles", {})
+print("%s %.3f %.3f %d" % (d["summary"]["requestsPerSec"], (p.get("p50") or 0) * 1000, (p.get("p99") or 0) * 1000, bad))'
+  fi
+}
+
+# get RESULTS_FILE NAME -> value of "RESULT NAME value"
+get() { awk -v k="$2" '$1 == "RESULT" && $2 == k {print $3}' "$1"; }
+
+# run_bench OUT ARGS...: runs the driver; an error marks the harness broken.
+run_bench() {
+  local out=$1; shift
+  if ! "$bench" "$@" >"$out" 2>"$out.err"; then
+    echo "bench: driver failed: bench $*" >&2
+    cat "$out.err" >&2
+    errors=$((errors + 1))
+    return 1
+  fi
+}
+
+fmt() { awk -v v="$1" 'BEGIN { if (v == "" ) print "n/a"; else if (v+0 >= 100) printf "%.0f", v; else if (v+0 >= 10) printf "%.1f", v; else printf "%.2f", v }'; }
+
+# row MEASURE FIGURE UNIT BASELINE BASELINE_LABEL TARGET_KIND TARGET_VALUE [NOTE]
+#   TARGET_KIND: ge_ratio (figure/baseline >= v) | le_ratio | le_plus (figure - baseline <= v)
+#                | le (figure <= v) | ge | none
+# The targets are issue 7's.
+row() {
+  local measure=$1 fig=$2 unit=$3 base=$4 blabel=$5 kind=$6 tv=$7 note=${8:-}
+  local ratio="-" met="-" target="-" figs bases
+  if [ -z "$fig" ] || [ "$fig" = n/a ]; then
+    figs="n/a${note:+ ($note)}"
+  else
+    figs="$(fmt "$fig") $unit"
+  fi
+  if [ -n "$base" ] && [ "$base" != n/a ]; then
+    bases="$(fmt "$base") $unit ($blabel)"
+    if [ -n "$fig" ] && [ "$fig" != n/a ] && awk -v b="$base" 'BEGIN { exit !(b+0 > 0) }'; then
+      ratio=$(awk -v f="$fig" -v b="$base" 'BEGIN { printf "%.2fx", f / b }')
+    fi
+  else
+    bases="${blabel:--}"
+  fi
+  local ok=""
+  case "$kind" in
+    ge_ratio) target="≥ ${tv}x baseline"
+      [ "$ratio" != "-" ] && ok=$(awk -v f="$fig" -v b="$base" -v t="$tv" 'BEGIN { print (f / b >= t) ? "yes" : "NO" }') ;;
+    le_ratio) target="≤ ${tv}x baseline"
+      [ "$ratio" != "-" ] && ok=$(awk -v f="$fig" -v b="$base" -v t="$tv" 'BEGIN { print (f / b <= t) ? "yes" : "NO" }') ;;
+    le) target="≤ $tv $unit"
+      [ -n "$fig" ] && [ "$fig" != n/a ] && ok=$(awk -v f="$fig" -v t="$tv" 'BEGIN { print (f <= t) ? "yes" : "NO" }') ;;
+    le_plus) target="≤ baseline + $tv $unit"
+      [ "$ratio" != "-" ] && ok=$(awk -v f="$fig" -v b="$base" -v t="$tv" 'BEGIN { print (f - b <= t) ? "yes" : "NO" }') ;;
+    ge) target="≥ $tv $unit"
+      [ -n "$fig" ] && [ "$fig" != n/a ] && ok=$(awk -v f="$fig" -v t="$tv" 'BEGIN { print (f >= t) ? "yes" : "NO" }') ;;
+    none) target="-" ;;
+  esac
+  if [ "$kind" != none ]; then
+    if [ -n "$ok" ]; then met=$ok; else met="skipped"; fi
+  fi
+  printf '| %s | %s | %s | %s | %s | %s |\n' "$measure" "$figs" "$bases" "$ratio" "$target" "$met" >>"$rows"
+  printf '    %-58s %s\n' "$measure" "$figs" >&2
+}
+
+mem_env=(PROCESSING_DELAY_MS=0)
+parked_env=(PROCESSING_DELAY_MS=3600000 WORKER_CONCURRENCY=1)
+
+# ================================================================== in memory vs baseline
+log "baseline server and in-memory handler"
+start_baseline
+b_url="http://127.0.0.1:$baseline_port"
+b_idle=$(rss_kib "$baseline_pid")
+
+# The worker is parked (one message held for an hour) so submissions and pending statuses
+# measure the HTTP path and the store, not the in-process worker competing for the 2 cores.
+start_handler hp "${parked_env[@]}"
+hp_idle=$(rss_kib "$hp_pid")
+h_url="http://127.0.0.1:$hp_port"
+
+read -r b_post_rps _ _ b_post_bad < <(load "$b_url/api/AsyncProcessingWorkAcceptor" 64 "$dur" post)
+read -r h_post_rps _ _ h_post_bad < <(load "$h_url/api/AsyncProcessingWorkAcceptor" 64 "$dur" post)
+row "submit throughput, in memory (POST, 64 conns)" "$h_post_rps" "req/s" "$b_post_rps" "minimal warp" ge_ratio 0.5
+
+pending=$(submit_one "$hp_port")
+pending_path="${pending#http://127.0.0.1:$hp_port}"
+read -r b_get_rps _ _ _ < <(load "$b_url/api/RequestStatus/x" 64 "$dur")
+read -r h_pend_rps _ _ h_pend_bad < <(load "$h_url$pending_path" 64 "$dur")
+row "status throughput, pending 202, in memory (64 conns)" "$h_pend_rps" "req/s" "$b_get_rps" "minimal warp" ge_ratio 0.5
+
+# RSS under 256 concurrent connections (status polls, the common case).
+peak_under_load() { # pid url -> peak KiB while $rss_dur s of 256-connection load run
+  local pid=$1 url=$2 peak=0 r lp
+  load "$url" 256 "$rss_dur" >"$work/rssload.out" &
+  lp=$!
+  while kill -0 "$lp" 2>/dev/null; do
+    r=$(rss_kib "$pid"); [ "${r:-0}" -gt "$peak" ] && peak=$r
+    sleep 0.05
+  done
+  wait "$lp" || true
+  echo "$peak"
+}
+stop_pid "$hp_pid"
+# On a fresh handler, so the operations stored by the submit row above do not count.
+start_handler hr "${parked_env[@]}"
+hr_pending=$(submit_one "$hr_port")
+b_256=$(peak_under_load "$baseline_pid" "$b_url/api/RequestStatus/x")
+h_256=$(peak_under_load "$hr_pid" "$hr_pending")
+stop_pid "$hr_pid"
+
+start_handler hm "${mem_env[@]}"
+h_url="http://127.0.0.1:$hm_port"
+hm_idle=$(rss_kib "$hm_pid")
+done_url=$(submit_one "$hm_port")
+curl -s -o /dev/null "$done_url?OnPending=Synchronous"
+done_path="${done_url#http://127.0.0.1:$hm_port}"
+read -r h_done_rps _ _ h_done_bad < <(load "$h_url$done_path" 64 "$dur")
+row "status throughput, completed 302, in memory (64 conns)" "$h_done_rps" "req/s" "$b_get_rps" "minimal warp" ge_ratio 0.5
+
+row "idle RSS (in memory, after start)" "$(awk -v k="$hm_idle" 'BEGIN{print k/1024}')" MiB \
+  "$(awk -v k="$b_idle" 'BEGIN{print k/1024}')" "minimal warp" le 15
+row "peak RSS under 256 concurrent connections" "$(awk -v k="$h_256" 'BEGIN{print k/1024}')" MiB \
+  "$(awk -v k="$b_256" 'BEGIN{print k/1024}')" "minimal warp" le 64
+
+if run_bench "$work/lat_b" latency --url "$b_url" --n "$lat_n" --conc 1 --baseline &&
+   run_bench "$work/lat_m" latency --url "$h_url" --n "$lat_n" --conc 1; then
+  row "submit-to-result latency p50, in memory (1 client)" "$(get "$work/lat_m" latency_p50_ms)" ms \
+    "$(get "$work/lat_b" latency_p50_ms)" "POST+GET, minimal warp" le 2
+  row "submit-to-result latency p99, in memory (1 client)" "$(get "$work/lat_m" latency_p99_ms)" ms \
+    "$(get "$work/lat_b" latency_p99_ms)" "POST+GET, minimal warp" none ""
+fi
+
+if run_bench "$work/drain_m" drain --url "$h_url" --n "$drain_mem" --conc 32; then
+  row "backlog drain, in memory ($drain_mem submitted at once)" "$(get "$work/drain_m" drain_rate_per_s)" "ops/s" \
+    "" "no storage baseline in memory" none ""
+fi
+stop_pid "$hm_pid"
+
+# Streaming a large result (OnComplete=Stream): a result is the submitted record, so the
+# record is made that big (MAX_BODY_BYTES raised to 128 MiB for it).
+start_handler hs "${mem_env[@]}" MAX_BODY_BYTES=134217728
+if run_bench "$work/stream_m" stream --url "http://127.0.0.1:$hs_port" --pid "$hs_pid" --size $((stream_mib * 1048576)); then
+  row "RSS growth streaming a ${stream_mib} MiB result, in memory" \
+    "$(awk -v k="$(get "$work/stream_m" stream_rss_growth_kib)" 'BEGIN{print k/1024}')" MiB "" "" le 16
+fi
+stop_pid "$hs_pid"
+
+# ================================================================== cold start and size
+log "cold start"
+if run_bench "$work/cold" coldstart --bin "$handler" --runs "$runs"; then
+  row "cold start, in memory (spawn to first 200 on GET /, median of $runs)" "$(get "$work/cold" coldstart_median_ms)" ms \
+    "$(get "$work/cold" true_median_ms)" "spawn+exit of true" le_plus 20
+fi
+
+log "binary and package size"
+if [ "$mode" = full ] && [ ! -x ./handler ]; then
+  bash scripts/build-static.sh >&2 || log "static build failed; sizing the release binary instead"
+fi
+if [ -x ./handler ]; then
+  row "binary size, ./handler (static musl, stripped)" "$(awk -v b="$(stat -c %s ./handler)" 'BEGIN{print b/1048576}')" MiB "" "" le 8
+else
+  row "binary size, target/release/handler (./handler absent: run scripts/build-static.sh)" \
+    "$(awk -v b="$(stat -c %s "$handler")" 'BEGIN{print b/1048576}')" MiB "" "" le 8
+fi
+if [ -x ./handler ] && python3 scripts/package.py "$work/app.zip" >/dev/null; then
+  row "publish zip size (scripts/package.py, what func publish uploads)" "$(awk -v b="$(stat -c %s "$work/app.zip")" 'BEGIN{print b/1048576}')" MiB "" "" le 4
+else
+  row "publish zip size" "n/a" MiB "" "" le 4 "skipped: no static ./handler to package"
+fi
+
+# ================================================================== Azurite
+log "Azurite"
+start_azurite
+# A longer storage timeout than the default 3 s: Azurite (one Node thread) can fall seconds
+# behind right after a saturating load row, and start-up must not fail on that.
+azure_env=(AzureWebJobsStorage="$az_conn" QUEUE_MAX_POLL_MS=1000 STORAGE_TIMEOUT_MS=10000)
+az_conc=32
+
+# Azurite is Node: warm its JIT first so the bare baselines are not measured cold.
+run_bench "$work/az_warm" azure --what roundtrip --blob "$az_blob_url" --queue "$az_queue_url" --n 300 --conc 16 || true
+run_bench "$work/az_warmq" azure --what drain --queue "$az_queue_url" --n 300 --conc 4 || true
+run_bench "$work/az_rt" azure --what roundtrip --blob "$az_blob_url" --queue "$az_queue_url" --secs "$dur" --conc "$az_conc" || true
+run_bench "$work/az_get" azure --what get --blob "$az_blob_url" --queue "$az_queue_url" --secs "$dur" --conc "$az_conc" || true
+run_bench "$work/az_sub" azure --what submit --blob "$az_blob_url" --queue "$az_queue_url" --secs "$dur" --conc "$az_conc" || true
+run_bench "$work/az_rt1" azure --what roundtrip --blob "$az_blob_url" --queue "$az_queue_url" --secs "$dur" --conc 1 || true
+run_bench "$work/az_q" azure --what drain --blob "$az_blob_url" --queue "$az_queue_url" --n "$drain_az" --conc 4 || true
+row "Azurite bare: blob put+get round trip ($az_conc tasks)" "$(get "$work/az_rt" blob_roundtrip_rate_per_s)" "ops/s" "" "azure_storage_blobs 0.21" none ""
+row "Azurite bare: blob put+get round trip p50 (1 client)" "$(get "$work/az_rt1" blob_roundtrip_p50_ms)" ms "" "azure_storage_blobs 0.21" none ""
+row "Azurite bare: queue receive(32)+delete rate ($drain_az queued)" "$(get "$work/az_q" queue_drain_rate_per_s)" "msgs/s" "" "azure_storage_queues 0.21" none ""
+
+log "cold start on Azurite"
+if run_bench "$work/cold_az" coldstart --bin "$handler" --runs "$runs" --env "AzureWebJobsStorage=$az_conn"; then
+  row "cold start, on Azurite (creates containers/queues; median of $runs)" "$(get "$work/cold_az" coldstart_median_ms)" ms \
+    "$(get "$work/cold" coldstart_median_ms)" "in-memory cold start" none ""
+fi
+
+log "handler on Azurite"
+start_handler ap "${parked_env[@]}" "${azure_env[@]}"
+a_url="http://127.0.0.1:$ap_port"
+read -r a_post_rps _ _ a_post_bad < <(load "$a_url/api/AsyncProcessingWorkAcceptor" "$az_conc" "$dur" post)
+row "submit throughput, Azurite ($az_conc conns)" "$a_post_rps" "req/s" "$(get "$work/az_sub" bare_submit_rate_per_s)" "bare put blob+put message" ge_ratio 0.8
+a_pending=$(submit_one "$ap_port")
+read -r a_pend_rps _ _ a_pend_bad < <(load "$a_url${a_pending#http://127.0.0.1:$ap_port}" "$az_conc" "$dur")
+row "status throughput, pending 202, Azurite ($az_conc conns)" "$a_pend_rps" "req/s" "$(get "$work/az_get" blob_get_rate_per_s)" "bare get blob" ge_ratio 0.8
+stop_pid "$ap_pid"
+run_bench "$work/del_ap" azure --what delete --name ap --blob "$az_blob_url" --queue "$az_queue_url" || true
+
+start_handler am "${azure_env[@]}"
+a_url="http://127.0.0.1:$am_port"
+a_done=$(submit_one "$am_port")
+curl -s -o /dev/null "$a_done?OnPending=Synchronous"
+read -r a_done_rps _ _ a_done_bad < <(load "$a_url${a_done#http://127.0.0.1:$am_port}" "$az_conc" "$dur")
+row "status throughput, completed 302, Azurite ($az_conc conns)" "$a_done_rps" "req/s" "$(get "$work/az_get" blob_get_rate_per_s)" "bare get blob" ge_ratio 0.8
+
+if run_bench "$work/lat_a" latency --url "$a_url" --n "$((lat_n / 5))" --conc 1; then
+  row "submit-to-result latency p50, Azurite (1 client)" "$(get "$work/lat_a" latency_p50_ms)" ms \
+    "$(get "$work/az_rt1" blob_roundtrip_p50_ms)" "bare blob put+get p50, 1 client" le_ratio 3
+  row "submit-to-result latency p99, Azurite (1 client)" "$(get "$work/lat_a" latency_p99_ms)" ms \
+    "$(get "$work/az_rt1" blob_roundtrip_p99_ms)" "bare blob put+get p99, 1 client" none ""
+fi
+if run_bench "$work/drain_a" drain --url "$a_url" --n "$drain_az" --conc 32; then
+  row "backlog drain, Azurite ($drain_az submitted at once)" "$(get "$work/drain_a" drain_rate_per_s)" "ops/s" \
+    "$(get "$work/az_q" queue_drain_rate_per_s)" "bare receive+delete" ge_ratio 0.7
+fi
+stop_pid "$am_pid"
+run_bench "$work/del_am" azure --what delete --name am --blob "$az_blob_url" --queue "$az_queue_url" || true
+
+start_handler as "${mem_env[@]}" "${azure_env[@]}" MAX_BODY_BYTES=134217728
+if run_bench "$work/stream_a" stream --url "http://127.0.0.1:$as_port" --pid "$as_pid" --size $((stream_mib * 1048576)); then
+  row "RSS growth streaming a ${stream_mib} MiB result, Azurite" \
+    "$(awk -v k="$(get "$work/stream_a" stream_rss_growth_kib)" 'BEGIN{print k/1024}')" MiB "" "" le 16
+fi
+stop_pid "$as_pid"
+run_bench "$work/del_as" azure --what delete --name as --blob "$az_blob_url" --queue "$az_queue_url" || true
+
+# ================================================================== sweeps (full only)
+if [ "$mode" = full ]; then
+  log "sweep: concurrency 1..256, pending status in memory vs baseline"
+  start_handler sw "${parked_env[@]}"
+  sw_pending=$(submit_one "$sw_port")
+  sw_path="${sw_pending#http://127.0.0.1:$sw_port}"
+  {
+    echo "Concurrency sweep: GET status (pending 202), in memory, ${dur}s each, $loadgen"
+    echo
+    echo "| connections | handler req/s | handler p50 ms | handler p99 ms | baseline req/s | baseline p99 ms | ratio |"
+    echo "|---|---|---|---|---|---|---|"
+  } >>"$sweeps"
+  for c in 1 4 16 64 256; do
+    read -r hr hp50 hp99 _ < <(load "http://127.0.0.1:$sw_port$sw_path" "$c" "$dur")
+    read -r br _ bp99 _ < <(load "$b_url/api/RequestStatus/x" "$c" "$dur")
+    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$c" "$(fmt "$hr")" "$hp50" "$hp99" "$(fmt "$br")" "$bp99" \
+      "$(awk -v a="$hr" -v b="$br" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }')" >>"$sweeps"
+    log "  c=$c handler $hr req/s, baseline $br req/s"
+  done
+  stop_pid "$sw_pid"
+
+  log "sweep: backlog 1..10,000 queued, in memory and on Azurite"
+  {
+    echo
+    echo "Backlog sweep: N submitted at once (32 connections), time until all Succeeded"
+    echo
+    echo "| N | in memory: drain s | in memory: ops/s | Azurite: drain s | Azurite: ops/s | bare receive+delete msgs/s (same N) | Azurite ratio |"
+    echo "|---|---|---|---|---|---|---|"
+  } >>"$sweeps"
+  start_handler swm "${mem_env[@]}"
+  start_handler swa "${azure_env[@]}"
+  # Azurite stops at 2,000: its queue slows down as it grows (see BENCHMARKS.md), and 10,000
+  # there would take most of the 15-minute budget on its own.
+  for n in 1 10 100 1000 2000 10000; do
+    ms=""; mr=""; as="-"; ar="-"; qr="-"
+    if run_bench "$work/swm_$n" drain --url "http://127.0.0.1:$swm_port" --n "$n" --conc 32; then
+      ms=$(get "$work/swm_$n" drain_total_s); mr=$(get "$work/swm_$n" drain_rate_per_s)
+    fi
+    if [ "$n" -gt 2000 ]; then
+      printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$ms" "$mr" "not run" "not run" "not run" "-" >>"$sweeps"
+      log "  N=$n memory ${mr:-?}/s (Azurite not run at this depth)"
+      continue
+    fi
+    if run_bench "$work/swa_$n" drain --url "http://127.0.0.1:$swa_port" --n "$n" --conc 32; then
+      as=$(get "$work/swa_$n" drain_total_s); ar=$(get "$work/swa_$n" drain_rate_per_s)
+    fi
+    if run_bench "$work/swq_$n" azure --what drain --queue "$az_queue_url" --n "$n" --conc 4; then
+      qr=$(get "$work/swq_$n" queue_drain_rate_per_s)
+    fi
+    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$ms" "$mr" "$as" "$ar" "$qr" \
+      "$(awk -v a="$ar" -v b="$qr" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }')" >>"$sweeps"
+    log "  N=$n memory ${mr:-?}/s, Azurite ${ar:-?}/s, bare ${qr:-?}/s"
+  done
+  stop_pid "$swm_pid"
+  stop_pid "$swa_pid"
+fi
+
+# ================================================================== report
+bad=$((${h_post_bad:-0} + ${h_pend_bad:-0} + ${h_done_bad:-0} + ${a_post_bad:-0} + ${a_pend_bad:-0} + ${a_done_bad:-0}))
+echo
+echo "## Benchmarks ($mode run, $(nproc) cores, load generator: $loadgen, ${dur}s per throughput row)"
+echo
+echo "| measure | figure | baseline | ratio | target | met? |"
+echo "|---|---|---|---|---|---|"
+cat "$rows"
+if [ -s "$sweeps" ]; then
+  echo
+  cat "$sweeps"
+fi
+echo
+echo "Non-2xx/3xx answers or socket errors during handler load: $bad"
+if [ "$errors" -gt 0 ]; then
+  echo "bench: $errors measurement(s) could not run (see above): the harness is broken" >&2
+  exit 1
+fi

@@ -1,0 +1,666 @@
+//! The benchmark driver: measures what a load generator cannot. Each subcommand prints
+//! `RESULT <name> <value>` lines that bench/run.sh collects into its table.
+//!
+//!   bench port                                         a free loopback port
+//!   bench latency   --url U --n N --conc C [--baseline]  submit-to-result latency
+//!   bench coldstart --bin PATH --runs R [--env K=V]...   spawn to first 200 on GET /
+//!   bench drain     --url U --n N --conc C              submit N quickly, time until all done
+//!   bench stream    --url U --pid P --size BYTES        RSS while streaming a large result
+//!   bench azure     --what W --blob URL --queue URL --n N --conc C [--secs S]
+//!                   W = roundtrip (put+get blob) | get (get one blob) | submit (put blob
+//!                   create-only + put message) | drain (put N messages, then receive+delete)
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use azure_core::request_options::IfMatchCondition;
+use azure_storage::{CloudLocation, StorageCredentials};
+use azure_storage_blobs::prelude::{BlobContentType, ClientBuilder, ContainerClient};
+use azure_storage_queues::prelude::{NumberOfMessages, PopReceipt, QueueClient};
+use azure_storage_queues::QueueServiceClientBuilder;
+use futures::StreamExt;
+
+const ACCOUNT: &str = "devstoreaccount1";
+const KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+struct Args {
+    named: HashMap<String, String>,
+    envs: Vec<(String, String)>,
+}
+
+impl Args {
+    fn parse(raw: &[String]) -> Args {
+        let mut named = HashMap::new();
+        let mut envs = Vec::new();
+        let mut i = 0;
+        while i < raw.len() {
+            let k = raw[i].trim_start_matches("--").to_string();
+            let next = raw.get(i + 1).filter(|v| !v.starts_with("--")).cloned();
+            match next {
+                Some(v) => {
+                    if k == "env" {
+                        if let Some((a, b)) = v.split_once('=') {
+                            envs.push((a.to_string(), b.to_string()));
+                        }
+                    } else {
+                        named.insert(k, v);
+                    }
+                    i += 2;
+                }
+                None => {
+                    named.insert(k, "true".into());
+                    i += 1;
+                }
+            }
+        }
+        Args { named, envs }
+    }
+    fn s(&self, k: &str) -> String {
+        self.named
+            .get(k)
+            .cloned()
+            .unwrap_or_else(|| panic!("missing --{k}"))
+    }
+    fn n(&self, k: &str, default: usize) -> usize {
+        self.named
+            .get(k)
+            .map(|v| v.parse().expect("a number"))
+            .unwrap_or(default)
+    }
+    fn flag(&self, k: &str) -> bool {
+        self.named.contains_key(k)
+    }
+}
+
+fn result(name: &str, value: impl std::fmt::Display) {
+    println!("RESULT {name} {value}");
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(1024)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("an HTTP client")
+}
+
+const RECORD: &str = r#"{"id":"1","customername":"Contoso"}"#;
+
+/// POSTs a record; returns the status URL from Location.
+async fn submit(client: &reqwest::Client, url: &str, body: String) -> Result<String, BoxError> {
+    let r = client
+        .post(format!("{url}/api/AsyncProcessingWorkAcceptor"))
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await?;
+    if r.status().as_u16() != 202 {
+        return Err(format!("submit answered {}", r.status()).into());
+    }
+    let loc = r
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .ok_or("no Location")?
+        .to_string();
+    let _ = r.bytes().await;
+    Ok(loc)
+}
+
+/// Waits (OnPending=Synchronous, repeated) until the status URL answers 302 or 200.
+async fn wait_done(client: &reqwest::Client, status_url: &str) -> Result<(), BoxError> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let r = client
+            .get(format!("{status_url}?OnPending=Synchronous"))
+            .send()
+            .await?;
+        let code = r.status().as_u16();
+        let _ = r.bytes().await;
+        match code {
+            302 | 200 => return Ok(()),
+            202 => {}
+            503 | 429 => tokio::time::sleep(Duration::from_millis(20)).await,
+            other => return Err(format!("status answered {other}").into()),
+        }
+        if Instant::now() > deadline {
+            return Err("gave up waiting".into());
+        }
+    }
+}
+
+async fn latency(a: &Args) -> Result<(), BoxError> {
+    let url = a.s("url");
+    let n = a.n("n", 200);
+    let conc = a.n("conc", 1).max(1);
+    let baseline = a.flag("baseline");
+    let client = http_client();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..conc {
+        let (client, url, next) = (client.clone(), url.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < n {
+                let t0 = Instant::now();
+                let loc = submit(&client, &url, RECORD.to_string()).await?;
+                if baseline {
+                    // The baseline's fixed Location is not on its port: ask the same server.
+                    let r = client
+                        .get(format!("{url}/api/RequestStatus/x?OnPending=Synchronous"))
+                        .send()
+                        .await?;
+                    let _ = r.bytes().await;
+                } else {
+                    wait_done(&client, &loc).await?;
+                }
+                samples.push(t0.elapsed().as_secs_f64() * 1000.0);
+            }
+            Ok::<_, BoxError>(samples)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    all.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    result("latency_n", all.len());
+    result("latency_p50_ms", format!("{:.3}", percentile(&all, 50.0)));
+    result("latency_p99_ms", format!("{:.3}", percentile(&all, 99.0)));
+    Ok(())
+}
+
+/// One GET / over a fresh connection; true on a 200.
+fn probe(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    let mut got = 0;
+    while got < 12 {
+        match s.read(&mut buf[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => got += k,
+        }
+    }
+    got >= 12 && &buf[9..12] == b"200"
+}
+
+fn coldstart(a: &Args) -> Result<(), BoxError> {
+    let bin = a.s("bin");
+    let runs = a.n("runs", 20).max(1);
+    let mut handler = Vec::new();
+    let mut trivial = Vec::new();
+    for _ in 0..runs {
+        let port = free_port();
+        let mut cmd = Command::new(&bin);
+        cmd.env("PORT", port.to_string())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in &a.envs {
+            cmd.env(k, v);
+        }
+        let t0 = Instant::now();
+        let mut child = cmd.spawn()?;
+        loop {
+            if probe(port) {
+                break;
+            }
+            if let Some(st) = child.try_wait()? {
+                return Err(format!("handler exited at start-up: {st}").into());
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                return Err("handler did not answer GET / within 30 s".into());
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        handler.push(t0.elapsed().as_secs_f64() * 1000.0);
+        let _ = child.kill();
+        let _ = child.wait();
+
+        let t0 = Instant::now();
+        let mut c = Command::new("true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        c.wait()?;
+        trivial.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    handler.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    trivial.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    result("coldstart_runs", runs);
+    result(
+        "coldstart_median_ms",
+        format!("{:.3}", percentile(&handler, 50.0)),
+    );
+    result(
+        "coldstart_max_ms",
+        format!("{:.3}", handler[handler.len() - 1]),
+    );
+    result(
+        "true_median_ms",
+        format!("{:.3}", percentile(&trivial, 50.0)),
+    );
+    Ok(())
+}
+
+async fn drain(a: &Args) -> Result<(), BoxError> {
+    let url = a.s("url");
+    let n = a.n("n", 100);
+    let conc = a.n("conc", 16).max(1);
+    let client = http_client();
+    let t0 = Instant::now();
+    // Submit N as fast as `conc` connections allow.
+    let locs: Vec<String> = futures::stream::iter(0..n)
+        .map(|i| {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                submit(
+                    &client,
+                    &url,
+                    format!(r#"{{"id":"{i}","customername":"Contoso"}}"#),
+                )
+                .await
+            }
+        })
+        .buffered(conc)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let submitted = t0.elapsed().as_secs_f64();
+    // Walk the operations roughly in order (the queue is roughly FIFO): each wait is short.
+    let walkers = 8.min(n.max(1));
+    let locs = Arc::new(locs);
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..walkers {
+        let (client, locs, next) = (client.clone(), locs.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(loc) = locs.get(i) else { break };
+                wait_done(&client, loc).await?;
+            }
+            Ok::<_, BoxError>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let total = t0.elapsed().as_secs_f64();
+    result("drain_n", n);
+    result("drain_submit_s", format!("{submitted:.3}"));
+    result("drain_total_s", format!("{total:.3}"));
+    result("drain_rate_per_s", format!("{:.1}", n as f64 / total));
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn stream(a: &Args) -> Result<(), BoxError> {
+    let url = a.s("url");
+    let pid: u32 = a.s("pid").parse()?;
+    let size = a.n("size", 1024 * 1024);
+    let client = http_client();
+    let pad = "x".repeat(size);
+    let body = format!(r#"{{"id":"1","customername":"Contoso","pad":"{pad}"}}"#);
+    drop(pad);
+    let loc = submit(&client, &url, body).await?;
+    wait_done(&client, &loc).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(pid);
+    let peak = Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (peak, stop) = (peak.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let t0 = Instant::now();
+    let r = client
+        .get(format!("{loc}?OnComplete=Stream"))
+        .send()
+        .await?;
+    let code = r.status().as_u16();
+    let mut s = r.bytes_stream();
+    let mut bytes = 0usize;
+    while let Some(chunk) = s.next().await {
+        bytes += chunk?.len();
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    if code != 200 {
+        return Err(format!("stream answered {code}").into());
+    }
+    let peak = peak.load(Ordering::Relaxed);
+    result("stream_bytes", bytes);
+    result("stream_s", format!("{secs:.3}"));
+    result("stream_rss_before_kib", before);
+    result("stream_rss_peak_kib", peak);
+    result("stream_rss_growth_kib", peak.saturating_sub(before));
+    Ok(())
+}
+
+fn location(uri: &str) -> CloudLocation {
+    CloudLocation::Custom {
+        account: ACCOUNT.to_string(),
+        uri: uri.to_string(),
+    }
+}
+
+fn creds() -> StorageCredentials {
+    StorageCredentials::access_key(ACCOUNT.to_string(), KEY.to_string())
+}
+
+async fn container(blob: &str, name: &str) -> Result<ContainerClient, BoxError> {
+    let c = ClientBuilder::with_location(location(blob), creds()).container_client(name);
+    let _ = c.create().await; // exists already: fine
+    Ok(c)
+}
+
+async fn queue(q: &str, name: &str) -> Result<QueueClient, BoxError> {
+    let c = QueueServiceClientBuilder::with_location(location(q), creds())
+        .build()
+        .queue_client(name);
+    let _ = c.create().await;
+    Ok(c)
+}
+
+async fn read_blob(c: &ContainerClient, name: &str) -> Result<usize, BoxError> {
+    let mut s = c.blob_client(name).get().into_stream();
+    let mut n = 0;
+    while let Some(chunk) = s.next().await {
+        n += chunk?.data.collect().await?.len();
+    }
+    Ok(n)
+}
+
+/// Runs `op(i)` `n` times on `conc` tasks, or for `secs` seconds when `secs > 0`; prints the
+/// rate and latency percentiles.
+async fn run_ops<F, Fut>(
+    label: &str,
+    n: usize,
+    secs: f64,
+    conc: usize,
+    op: F,
+) -> Result<(), BoxError>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), BoxError>> + Send,
+{
+    let op = Arc::new(op);
+    let next = Arc::new(AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let n = if secs > 0.0 { usize::MAX } else { n };
+    let deadline = t0 + Duration::from_secs_f64(secs.max(0.0));
+    let mut tasks = Vec::new();
+    for _ in 0..conc.max(1) {
+        let (op, next) = (op.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n || (secs > 0.0 && Instant::now() >= deadline) {
+                    break;
+                }
+                let t = Instant::now();
+                op(i).await?;
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            Ok::<_, BoxError>(lat)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    all.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    result(&format!("{label}_n"), all.len());
+    result(
+        &format!("{label}_rate_per_s"),
+        format!("{:.1}", all.len() as f64 / elapsed),
+    );
+    result(
+        &format!("{label}_p50_ms"),
+        format!("{:.3}", percentile(&all, 50.0)),
+    );
+    result(
+        &format!("{label}_p99_ms"),
+        format!("{:.3}", percentile(&all, 99.0)),
+    );
+    Ok(())
+}
+
+async fn azure(a: &Args) -> Result<(), BoxError> {
+    let what = a.s("what");
+    let n = a.n("n", 200);
+    let conc = a.n("conc", 16);
+    let secs: f64 = a
+        .named
+        .get("secs")
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(0.0);
+    let blob_ep = a.named.get("blob").cloned().unwrap_or_default();
+    let queue_ep = a.named.get("queue").cloned().unwrap_or_default();
+    let tag = format!("bench{}", std::process::id());
+    let doc = bytes::Bytes::from_static(
+        br#"{"id":"00000000-0000-4000-8000-000000000000","status":"NotStarted","createdDateTime":"2026-01-01T00:00:00Z","lastUpdatedDateTime":"2026-01-01T00:00:00Z","expirationDateTime":"2026-01-02T00:00:00Z","statusUrl":"http://127.0.0.1/api/RequestStatus/00000000-0000-4000-8000-000000000000","record":{"id":"1","customername":"Contoso"}}"#,
+    );
+    match what.as_str() {
+        "roundtrip" => {
+            let c = container(&blob_ep, &tag).await?;
+            let keep = c.clone();
+            let r = run_ops("blob_roundtrip", n, secs, conc, move |i| {
+                let (c, doc) = (c.clone(), doc.clone());
+                async move {
+                    let name = format!("rt-{i}.json");
+                    c.blob_client(&name)
+                        .put_block_blob(doc)
+                        .content_type(BlobContentType::from("application/json"))
+                        .await?;
+                    read_blob(&c, &name).await?;
+                    Ok(())
+                }
+            })
+            .await;
+            let _ = keep.delete().await;
+            r
+        }
+        "get" => {
+            let c = container(&blob_ep, &tag).await?;
+            c.blob_client("one.json")
+                .put_block_blob(doc)
+                .content_type(BlobContentType::from("application/json"))
+                .await?;
+            let keep = c.clone();
+            let r = run_ops("blob_get", n, secs, conc, move |_| {
+                let c = c.clone();
+                async move {
+                    read_blob(&c, "one.json").await?;
+                    Ok(())
+                }
+            })
+            .await;
+            let _ = keep.delete().await;
+            r
+        }
+        "submit" => {
+            // The storage calls of one submission: create-only record blob + queue message.
+            let c = container(&blob_ep, &tag).await?;
+            let q = queue(&queue_ep, &tag).await?;
+            let (keep_c, keep_q) = (c.clone(), q.clone());
+            let r = run_ops("bare_submit", n, secs, conc, move |i| {
+                let (c, q, doc) = (c.clone(), q.clone(), doc.clone());
+                async move {
+                    c.blob_client(format!("op-{i}.json"))
+                        .put_block_blob(doc)
+                        .content_type(BlobContentType::from("application/json"))
+                        .if_match(IfMatchCondition::NotMatch("*".into()))
+                        .await?;
+                    q.put_message("eyJpZCI6IjEiLCJjdXN0b21lcm5hbWUiOiJDb250b3NvIn0=")
+                        .await?;
+                    Ok(())
+                }
+            })
+            .await;
+            // Leave nothing behind: Azurite slows down as its store grows.
+            let _ = keep_c.delete().await;
+            let _ = keep_q.delete().await;
+            r
+        }
+        "delete" => {
+            // Removes what a handler instance started by bench/run.sh used.
+            let name = a.s("name");
+            let svc =
+                QueueServiceClientBuilder::with_location(location(&queue_ep), creds()).build();
+            for q in [format!("q-{name}"), format!("q-{name}-poison")] {
+                let _ = svc.queue_client(q).delete().await;
+            }
+            let blobs =
+                ClientBuilder::with_location(location(&blob_ep), creds()).blob_service_client();
+            for c in [format!("data-{name}"), format!("ops-{name}")] {
+                let _ = blobs.container_client(c).delete().await;
+            }
+            Ok(())
+        }
+        "drain" => {
+            let q = queue(&queue_ep, &tag).await?;
+            {
+                let q = q.clone();
+                run_ops("queue_put", n, 0.0, conc, move |_| {
+                    let q = q.clone();
+                    async move {
+                        q.put_message("eyJpZCI6IjEiLCJjdXN0b21lcm5hbWUiOiJDb250b3NvIn0=")
+                            .await?;
+                        Ok(())
+                    }
+                })
+                .await?;
+            }
+            // Receive 32 at a time on `conc` receivers, deleting each, until all N are gone.
+            let done = Arc::new(AtomicUsize::new(0));
+            let t0 = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..conc.max(1) {
+                let (q, done) = (q.clone(), done.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut empty = 0;
+                    while done.load(Ordering::Relaxed) < n && empty < 50 {
+                        let got = q
+                            .get_messages()
+                            .number_of_messages(NumberOfMessages::new(32))
+                            .await?;
+                        if got.messages.is_empty() {
+                            empty += 1;
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                        for m in got.messages {
+                            q.pop_receipt_client(PopReceipt::new(m.message_id, m.pop_receipt))
+                                .delete()
+                                .await?;
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Ok::<_, BoxError>(())
+                }));
+            }
+            for t in tasks {
+                t.await??;
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            let got = done.load(Ordering::Relaxed);
+            result("queue_drain_n", got);
+            result(
+                "queue_drain_rate_per_s",
+                format!("{:.1}", got as f64 / secs),
+            );
+            let _ = q.delete().await;
+            Ok(())
+        }
+        other => Err(format!("unknown --what {other}").into()),
+    }
+}
+
+fn main() -> Result<(), BoxError> {
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = raw.first().cloned() else {
+        eprintln!("usage: bench <port|latency|coldstart|drain|stream|azure> [--options]");
+        std::process::exit(2);
+    };
+    let a = Args::parse(&raw[1..]);
+    match cmd.as_str() {
+        "port" => {
+            println!("{}", free_port());
+            Ok(())
+        }
+        "coldstart" => coldstart(&a),
+        _ => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                match cmd.as_str() {
+                    "latency" => latency(&a).await,
+                    "drain" => drain(&a).await,
+                    "stream" => stream(&a).await,
+                    "azure" => azure(&a).await,
+                    other => Err(format!("unknown command {other}").into()),
+                }
+            })
+        }
+    }
+}
