@@ -220,7 +220,16 @@ impl Config {
                     ))
                 }
             },
-            log_filter: v.get("RUST_LOG").unwrap_or("info").to_string(),
+            log_filter: match v.get("RUST_LOG") {
+                None => "info".to_string(),
+                Some(f) if crate::telemetry::valid_filter(f) => f.to_string(),
+                Some(f) => {
+                    return Err(invalid(
+                        "RUST_LOG",
+                        format!("`{f}` is not a tracing filter such as `info` or `warn,async_request_reply=debug`"),
+                    ))
+                }
+            },
         })
     }
 }

@@ -4,9 +4,23 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber. A bad filter falls back to `info` rather than failing.
+/// Libraries that log whole requests (signed `Authorization` headers, SAS query strings) at
+/// debug level: they never log below `info`, whatever `RUST_LOG` asks for.
+const SECRET_BEARING_TARGETS: [&str; 4] = ["azure_core", "azure_storage", "reqwest", "hyper_util"];
+
+/// Whether `filter` is a valid `RUST_LOG` value (config checks this at start-up).
+pub fn valid_filter(filter: &str) -> bool {
+    EnvFilter::try_new(filter).is_ok()
+}
+
+/// Installs the global subscriber with the `RUST_LOG` filter, less what could leak a secret.
 pub fn init(format: LogFormat, filter: &str) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    for target in SECRET_BEARING_TARGETS {
+        if let Ok(cap) = format!("{target}=info").parse() {
+            filter = filter.add_directive(cap);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stdout)

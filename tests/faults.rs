@@ -671,6 +671,7 @@ fn bad_settings_stop_startup_naming_the_setting() {
         ("BIND_ADDRESS", "not-an-address"),
         ("WORK_QUEUE_NAME", "Not_A_Queue"),
         ("RESULT_CONTAINER", "x"),
+        ("RUST_LOG", "info,[{"),
     ];
     for (name, value) in cases {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_handler"))
