@@ -8,6 +8,7 @@ use azure_storage::shared_access_signature::service_sas::{
     BlobSasPermissions, BlobSharedAccessSignature, BlobSignedResource,
 };
 use azure_storage::shared_access_signature::{SasProtocol, SasToken};
+use azure_storage_blobs::blob::operations::PutBlockBlobResponse;
 use azure_storage_blobs::prelude::{BlobContentType, ContainerClient};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -35,6 +36,33 @@ async fn heal_container(container: &ContainerClient) -> Result<(), StoreError> {
         "container missing; re-creating it"
     );
     create_container(container).await
+}
+
+/// Creates a blob only if none exists (`If-None-Match: *`). A missing container is re-created
+/// and the put tried once more; a failure to re-create comes back as the put's own error.
+async fn put_create_only(
+    container: &ContainerClient,
+    name: &str,
+    body: Bytes,
+    content_type: &str,
+) -> azure_core::Result<PutBlockBlobResponse> {
+    let put = || {
+        container
+            .blob_client(name)
+            .put_block_blob(body.clone())
+            .content_type(BlobContentType::from(content_type.to_string()))
+            .if_match(IfMatchCondition::NotMatch("*".into()))
+            .into_future()
+    };
+    match put().await {
+        Err(e) if is_missing_parent(&e) => {
+            if heal_container(container).await.is_err() {
+                return Err(e);
+            }
+            put().await
+        }
+        other => other,
+    }
 }
 
 async fn read_all(
@@ -88,21 +116,13 @@ impl BlobRecordStore {
 #[async_trait]
 impl RecordStore for BlobRecordStore {
     async fn insert(&self, key: &str, doc: Bytes) -> Result<ETag, StoreError> {
-        let put = || {
-            self.container
-                .blob_client(Self::blob_name(key))
-                .put_block_blob(doc.clone())
-                .content_type(BlobContentType::from("application/json"))
-                .if_match(IfMatchCondition::NotMatch("*".into()))
-                .into_future()
-        };
-        let r = match put().await {
-            Err(e) if is_missing_parent(&e) => {
-                heal_container(&self.container).await?;
-                put().await
-            }
-            other => other,
-        }
+        let r = put_create_only(
+            &self.container,
+            &Self::blob_name(key),
+            doc,
+            "application/json",
+        )
+        .await
         .map_err(|e| store_error("insert record", &e))?;
         Ok(r.etag.to_string())
     }
@@ -201,22 +221,7 @@ impl ResultStore for BlobResultStore {
         body: Bytes,
         content_type: &str,
     ) -> Result<PutOutcome, StoreError> {
-        let put = || {
-            self.container
-                .blob_client(name)
-                .put_block_blob(body.clone())
-                .content_type(BlobContentType::from(content_type.to_string()))
-                .if_match(IfMatchCondition::NotMatch("*".into()))
-                .into_future()
-        };
-        let r = match put().await {
-            Err(e) if is_missing_parent(&e) => {
-                heal_container(&self.container).await?;
-                put().await
-            }
-            other => other,
-        };
-        match r {
+        match put_create_only(&self.container, name, body, content_type).await {
             Ok(_) => Ok(PutOutcome::Created),
             Err(e) => match store_error("write result", &e) {
                 StoreError::AlreadyExists => Ok(PutOutcome::AlreadyExisted),
