@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use serde_json::{json, Value};
+use serde::Serialize;
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::Reply;
 
@@ -16,7 +16,7 @@ use super::query::{OnComplete, OnPending, StatusQuery};
 use super::{json_response, read_body, HttpState, Request};
 use crate::domain::message::rfc3339;
 use crate::domain::service::SubmitRequest;
-use crate::domain::{submission, DomainError, Operation, OperationId, Status};
+use crate::domain::{submission, DomainError, Operation, OperationError, OperationId, Status};
 
 type Answer = Result<warp::reply::Response, Problem>;
 
@@ -33,23 +33,37 @@ fn monitor_url(op: &Operation) -> String {
 }
 
 /// The JSON status body: the Azure REST API guidelines' status monitor fields, plus the URLs.
-fn status_body(op: &Operation) -> Value {
-    let mut body = json!({
-        "id": op.id.to_string(),
-        "status": op.status.as_str(),
-        "createdDateTime": rfc3339(op.created_date_time),
-        "lastUpdatedDateTime": rfc3339(op.last_updated_date_time),
-        "expirationDateTime": rfc3339(op.expiration_date_time),
-        "statusUrl": op.status_url,
-        "operationLocation": monitor_url(op),
-    });
-    if let Some(e) = &op.error {
-        body["error"] = json!({ "code": e.code, "message": e.message });
+/// The JSON status body (the 202, `OnPending=OK`, DELETE and the status monitor). Typed rather
+/// than built as a `Value`, which costs a map and a string per field on the hottest path;
+/// fields in alphabetical order, as the `Value` form had them.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusBody<'a> {
+    created_date_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a OperationError>,
+    expiration_date_time: String,
+    id: String,
+    last_updated_date_time: String,
+    operation_location: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_location: Option<&'a str>,
+    status: &'static str,
+    status_url: &'a str,
+}
+
+fn status_body(op: &Operation) -> StatusBody<'_> {
+    StatusBody {
+        created_date_time: rfc3339(op.created_date_time),
+        error: op.error.as_ref(),
+        expiration_date_time: rfc3339(op.expiration_date_time),
+        id: op.id.to_string(),
+        last_updated_date_time: rfc3339(op.last_updated_date_time),
+        operation_location: monitor_url(op),
+        resource_location: (op.status == Status::Succeeded).then_some(op.status_url.as_str()),
+        status: op.status.as_str(),
+        status_url: &op.status_url,
     }
-    if op.status == Status::Succeeded {
-        body["resourceLocation"] = op.status_url.clone().into();
-    }
-    body
 }
 
 fn set(r: &mut warp::reply::Response, name: header::HeaderName, value: &str) {

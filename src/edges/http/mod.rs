@@ -169,8 +169,10 @@ pub async fn read_body(req: &mut Request, limit: usize) -> Result<Bytes, Problem
 }
 
 /// A JSON response with the headers every API answer carries.
-pub fn json_response(status: StatusCode, body: &serde_json::Value) -> warp::reply::Response {
-    let mut r = Response::new(Bytes::from(body.to_string())).into_response();
+pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> warp::reply::Response {
+    // Serializing plain data to a Vec cannot fail; an empty object would be the fallback.
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut r = Response::new(Bytes::from(bytes)).into_response();
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(
