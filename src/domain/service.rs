@@ -90,7 +90,8 @@ struct IdempotencyEntry {
 
 /// The outcome of a compare-and-swap update of an operation.
 enum Update {
-    Changed(Operation),
+    /// Written: the operation as stored now, and its new version.
+    Changed(Operation, ETag),
     AlreadyEnded(Operation),
 }
 
@@ -333,16 +334,23 @@ impl Service {
         }
     }
 
-    /// Applies `change` with compare-and-swap, re-reading on a lost race.
+    /// Applies `change` with compare-and-swap, re-reading on a lost race. `known` is the
+    /// operation and version this process last wrote, if any: the first attempt starts from it
+    /// instead of reading storage (a stale one only costs a lost race and a re-read).
     async fn update(
         &self,
         id: OperationId,
+        mut known: Option<(Operation, ETag)>,
         change: impl Fn(&mut Operation, OffsetDateTime) -> Result<(), AlreadyEnded>,
     ) -> Result<Update, DomainError> {
         for _ in 0..CAS_ATTEMPTS {
             let now = self.clock.now();
-            let Some((mut op, etag)) = self.load(id).await? else {
-                return Err(DomainError::NotFound);
+            let (mut op, etag) = match known.take() {
+                Some(k) => k,
+                None => match self.load(id).await? {
+                    Some(k) => k,
+                    None => return Err(DomainError::NotFound),
+                },
             };
             if op.is_expired(now) {
                 return Err(DomainError::NotFound);
@@ -355,11 +363,11 @@ impl Service {
                 .replace(&id.record_key(), to_json(&op), &etag)
                 .await
             {
-                Ok(_) => {
+                Ok(etag) => {
                     if op.status.is_terminal() {
-                        self.notifier.notify(id);
+                        self.notifier.ended(&op);
                     }
-                    return Ok(Update::Changed(op));
+                    return Ok(Update::Changed(op, etag));
                 }
                 Err(StoreError::PreconditionFailed) => continue,
                 Err(StoreError::NotFound) => return Err(DomainError::NotFound),
@@ -376,10 +384,12 @@ impl Service {
         let span = info_span!("cancel", operation_id = %id);
         async {
             match self
-                .update(id, |op, now| op.transition(Status::Canceled, None, now))
+                .update(id, None, |op, now| {
+                    op.transition(Status::Canceled, None, now)
+                })
                 .await?
             {
-                Update::Changed(op) => {
+                Update::Changed(op, _) => {
                     info!("canceled");
                     Ok(op)
                 }
@@ -398,19 +408,23 @@ impl Service {
             return self.get(id).await;
         };
         let deadline = tokio::time::Instant::now() + max;
+        let mut ended_here: Option<Operation> = None;
         loop {
-            let notify = self.notifier.subscribe(id);
-            let notified = notify.notified();
+            let waiter = self.notifier.subscribe(id);
+            let notified = waiter.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let op = self.get(id).await?;
+            let op = match ended_here.take() {
+                Some(op) if !op.is_expired(self.clock.now()) => op,
+                _ => self.get(id).await?,
+            };
             let now = tokio::time::Instant::now();
             if op.status.is_terminal() || now >= deadline {
                 return Ok(op);
             }
             let nap = self.settings.sync_poll_interval.min(deadline - now);
             tokio::select! {
-                _ = &mut notified => {}
+                _ = &mut notified => ended_here = waiter.ended(),
                 _ = tokio::time::sleep(nap) => {}
             }
         }
@@ -449,7 +463,7 @@ impl Service {
                         async {
                             warn!(reason = %e.reason, "undecodable message; failing the operation");
                             let error = OperationError::new("InvalidMessage", e.reason.clone());
-                            self.finish(id, Status::Failed, Some(error), dequeue_count)
+                            self.finish(id, None, Status::Failed, Some(error), dequeue_count)
                                 .await
                         }
                         .instrument(span)
@@ -475,11 +489,13 @@ impl Service {
 
     async fn process_message(&self, message: WorkMessage, dequeue_count: u32) -> Outcome {
         let id = message.id;
-        let started = match self
-            .update(id, |op, now| op.transition(Status::Running, None, now))
+        let (started, version) = match self
+            .update(id, None, |op, now| {
+                op.transition(Status::Running, None, now)
+            })
             .await
         {
-            Ok(Update::Changed(op)) => op,
+            Ok(Update::Changed(op, etag)) => (op, etag),
             Ok(Update::AlreadyEnded(op)) => {
                 info!(status = %op.status, "already ended; nothing to do");
                 return Outcome::Done;
@@ -541,7 +557,8 @@ impl Service {
                     .await
                 {
                     Ok(_) => {
-                        self.finish(id, Status::Succeeded, None, dequeue_count)
+                        let known = Some((started, version));
+                        self.finish(id, known, Status::Succeeded, None, dequeue_count)
                             .await
                     }
                     Err(e) => self.transient(id, e.to_string(), dequeue_count).await,
@@ -561,7 +578,7 @@ impl Service {
     ) -> Outcome {
         warn!(code, message, "operation failed");
         let error = OperationError::new(code, message);
-        self.finish(id, Status::Failed, Some(error), dequeue_count)
+        self.finish(id, None, Status::Failed, Some(error), dequeue_count)
             .await
     }
 
@@ -578,19 +595,21 @@ impl Service {
         Outcome::Retry
     }
 
-    /// Moves the operation to a terminal state (a no-op if it already ended).
+    /// Moves the operation to a terminal state (a no-op if it already ended). `known`: the
+    /// state this process last wrote, saving a read (see [`Service::update`]).
     async fn finish(
         &self,
         id: OperationId,
+        known: Option<(Operation, ETag)>,
         to: Status,
         error: Option<OperationError>,
         dequeue_count: u32,
     ) -> Outcome {
         match self
-            .update(id, |op, now| op.transition(to, error.clone(), now))
+            .update(id, known, |op, now| op.transition(to, error.clone(), now))
             .await
         {
-            Ok(Update::Changed(_)) => {
+            Ok(Update::Changed(..)) => {
                 info!(status = %to, "operation ended");
                 Outcome::Done
             }

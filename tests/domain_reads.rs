@@ -1,0 +1,193 @@
+//! The domain's storage round trips, counted: each read on the critical path costs a storage
+//! call (about a millisecond on Azurite, more on Azure), so the ones the service avoids are
+//! pinned here, together with the races that make avoiding them delicate.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+use tokio::sync::Notify;
+
+use async_request_reply::adapters::memory::{
+    MemoryRecordStore, MemoryResultStore, MemoryWorkQueue,
+};
+use async_request_reply::domain::ports::{
+    ETag, RecordStore, ResultStore, StoreError, SystemClock, WorkQueue,
+};
+use async_request_reply::domain::service::{Outcome, SubmitRequest};
+use async_request_reply::domain::work::{SampleWork, Work, WorkError, WorkInput, WorkOutput};
+use async_request_reply::domain::{OperationId, Service, ServiceSettings, Status};
+
+/// A record store that counts reads.
+#[derive(Default)]
+struct CountingRecords {
+    inner: MemoryRecordStore,
+    gets: AtomicUsize,
+}
+
+impl CountingRecords {
+    fn gets(&self) -> usize {
+        self.gets.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl RecordStore for CountingRecords {
+    async fn insert(&self, key: &str, doc: Bytes) -> Result<ETag, StoreError> {
+        self.inner.insert(key, doc).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<(Bytes, ETag)>, StoreError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(key).await
+    }
+    async fn replace(&self, key: &str, doc: Bytes, etag: &str) -> Result<ETag, StoreError> {
+        self.inner.replace(key, doc, etag).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.list(prefix).await
+    }
+}
+
+/// Work that holds until it is let go, so a test can act while an operation is `Running`.
+struct GatedWork {
+    started: Notify,
+    go: Notify,
+}
+
+#[async_trait]
+impl Work for GatedWork {
+    async fn perform(&self, input: WorkInput) -> Result<WorkOutput, WorkError> {
+        self.started.notify_one();
+        self.go.notified().await;
+        SampleWork::default().perform(input).await
+    }
+}
+
+struct Fixture {
+    service: Arc<Service>,
+    records: Arc<CountingRecords>,
+    results: Arc<MemoryResultStore>,
+    queue: Arc<MemoryWorkQueue>,
+}
+
+fn fixture(work: Arc<dyn Work>) -> Fixture {
+    let records = Arc::new(CountingRecords::default());
+    let results = Arc::new(MemoryResultStore::new());
+    let queue = Arc::new(MemoryWorkQueue::new());
+    let service = Arc::new(Service::new(
+        records.clone(),
+        results.clone(),
+        queue.clone(),
+        work,
+        Arc::new(SystemClock),
+        ServiceSettings::default(),
+    ));
+    Fixture {
+        service,
+        records,
+        results,
+        queue,
+    }
+}
+
+fn request() -> SubmitRequest {
+    let Value::Object(record) = json!({ "id": "1", "customername": "Contoso" }) else {
+        unreachable!()
+    };
+    SubmitRequest {
+        record: Map::clone(&record),
+        idempotency_key: None,
+        traceparent: None,
+    }
+}
+
+/// Submits one operation and takes its message off the queue.
+async fn submit_and_take(f: &Fixture) -> (OperationId, String) {
+    let accepted = f
+        .service
+        .submit(request(), &|id| {
+            format!("http://localhost/api/RequestStatus/{id}")
+        })
+        .await
+        .expect("accepted");
+    let mut deliveries = f
+        .queue
+        .receive(1, Duration::from_secs(60))
+        .await
+        .expect("received");
+    assert_eq!(deliveries.len(), 1);
+    (accepted.operation.id, deliveries.remove(0).text)
+}
+
+#[tokio::test]
+async fn processing_a_message_reads_the_record_once() {
+    let f = fixture(Arc::new(SampleWork::default()));
+    let (id, text) = submit_and_take(&f).await;
+    assert_eq!(f.records.gets(), 0, "submitting reads nothing");
+
+    assert_eq!(f.service.process(&text, 1).await, Outcome::Done);
+
+    // One read for the Running transition; the Succeeded one starts from the version the
+    // worker itself just wrote.
+    assert_eq!(f.records.gets(), 1);
+    assert_eq!(f.service.get(id).await.unwrap().status, Status::Succeeded);
+}
+
+#[tokio::test]
+async fn a_synchronous_wait_takes_the_ending_from_the_worker_without_a_read() {
+    let f = fixture(Arc::new(SampleWork::default()));
+    let (id, text) = submit_and_take(&f).await;
+    let waiting = {
+        let service = f.service.clone();
+        tokio::spawn(async move { service.wait(id, Duration::from_secs(20)).await })
+    };
+    // The wait's first read (bounded poll on the counter).
+    let until = Instant::now() + Duration::from_secs(10);
+    while f.records.gets() < 1 {
+        assert!(Instant::now() < until, "the wait never read the operation");
+        tokio::task::yield_now().await;
+    }
+
+    assert_eq!(f.service.process(&text, 1).await, Outcome::Done);
+    let op = waiting.await.unwrap().expect("the operation");
+
+    assert_eq!(op.status, Status::Succeeded);
+    // The wait's first read and the worker's one; the wake-up carried the ended operation.
+    assert_eq!(f.records.gets(), 2);
+}
+
+#[tokio::test]
+async fn a_cancel_while_running_beats_the_workers_remembered_version() {
+    let work = Arc::new(GatedWork {
+        started: Notify::new(),
+        go: Notify::new(),
+    });
+    let f = fixture(work.clone());
+    let (id, text) = submit_and_take(&f).await;
+    let processing = {
+        let service = f.service.clone();
+        tokio::spawn(async move { service.process(&text, 1).await })
+    };
+    work.started.notified().await;
+    assert_eq!(f.service.get(id).await.unwrap().status, Status::Running);
+
+    let canceled = f
+        .service
+        .cancel(id)
+        .await
+        .expect("a running operation can be canceled");
+    assert_eq!(canceled.status, Status::Canceled);
+    work.go.notify_one();
+
+    // The worker's Succeeded write, based on the version it wrote at Running, loses to the
+    // cancel; it re-reads, sees Canceled, and removes the result it wrote.
+    assert_eq!(processing.await.unwrap(), Outcome::Done);
+    assert_eq!(f.service.get(id).await.unwrap().status, Status::Canceled);
+    assert!(f.results.open(&id.result_name()).await.unwrap().is_none());
+}
