@@ -29,6 +29,7 @@ fn json_values(floats: bool) -> impl Strategy<Value = Value> {
         Just("RequestStatusURL".to_string()),
         Just("RequestPayloadRef".to_string()),
         Just("RequestTraceparent".to_string()),
+        Just("RequestRecordVersion".to_string()),
         Just("Data".to_string()),
         Just("Metadata".to_string()),
         Just("myQueueItem".to_string()),
@@ -114,7 +115,7 @@ proptest! {
     }
 
     #[test]
-    fn encoded_messages_decode_to_themselves(record in prop::collection::btree_map("[a-z]{1,8}", json_values(false), 0..6), tp in proptest::option::of("00-[0-9a-f]{32}-[0-9a-f]{16}-01")) {
+    fn encoded_messages_decode_to_themselves(record in prop::collection::btree_map("[a-z]{1,8}", json_values(false), 0..6), tp in proptest::option::of("00-[0-9a-f]{32}-[0-9a-f]{16}-01"), version in proptest::option::of("\"0x[0-9A-F]{15}\"")) {
         let mut fields: serde_json::Map<String, Value> = record.into_iter().collect();
         fields.insert("id".into(), json!("1"));
         fields.insert("customername".into(), json!("Contoso"));
@@ -124,6 +125,7 @@ proptest! {
             status_url: "https://example.net/api/RequestStatus/x".into(),
             payload: async_request_reply::domain::message::Payload::Inline(fields),
             traceparent: tp,
+            record_version: version,
         };
         let decoded = WorkMessage::decode(&message.encode());
         prop_assert_eq!(decoded, Ok(message));

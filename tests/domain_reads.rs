@@ -126,17 +126,54 @@ async fn submit_and_take(f: &Fixture) -> (OperationId, String) {
 }
 
 #[tokio::test]
-async fn processing_a_message_reads_the_record_once() {
+async fn processing_a_message_reads_no_record() {
     let f = fixture(Arc::new(SampleWork::default()));
     let (id, text) = submit_and_take(&f).await;
-    assert_eq!(f.records.gets(), 0, "submitting reads nothing");
+    let submitted = f.service.get(id).await.unwrap();
+    let reads = f.records.gets();
 
     assert_eq!(f.service.process(&text, 1).await, Outcome::Done);
 
-    // One read for the Running transition; the Succeeded one starts from the version the
-    // worker itself just wrote.
-    assert_eq!(f.records.gets(), 1);
-    assert_eq!(f.service.get(id).await.unwrap().status, Status::Succeeded);
+    // The Running write starts from the record as the message says it was submitted (at the
+    // version the message names), the Succeeded one from the version the worker just wrote.
+    assert_eq!(f.records.gets(), reads);
+    let done = f.service.get(id).await.unwrap();
+    assert_eq!(done.status, Status::Succeeded);
+    // The rebuilt record is the submitted one: nothing but the state and its time changed.
+    assert_eq!(done.created_date_time, submitted.created_date_time);
+    assert_eq!(done.expiration_date_time, submitted.expiration_date_time);
+    assert_eq!(done.status_url, submitted.status_url);
+}
+
+#[tokio::test]
+async fn a_redelivered_message_finds_the_operation_ended_and_changes_nothing() {
+    let f = fixture(Arc::new(SampleWork::default()));
+    let (id, text) = submit_and_take(&f).await;
+    assert_eq!(f.service.process(&text, 1).await, Outcome::Done);
+    let first = f.service.get(id).await.unwrap();
+    let reads = f.records.gets();
+
+    // The message's version is stale now: the write loses, the record is read, and the
+    // operation is seen to have ended.
+    assert_eq!(f.service.process(&text, 2).await, Outcome::Done);
+
+    assert_eq!(f.records.gets(), reads + 1);
+    assert_eq!(f.service.get(id).await.unwrap(), first);
+}
+
+#[tokio::test]
+async fn a_cancel_before_the_worker_starts_wins_over_the_messages_version() {
+    let f = fixture(Arc::new(SampleWork::default()));
+    let (id, text) = submit_and_take(&f).await;
+    f.service
+        .cancel(id)
+        .await
+        .expect("a pending operation can be canceled");
+
+    assert_eq!(f.service.process(&text, 1).await, Outcome::Done);
+
+    assert_eq!(f.service.get(id).await.unwrap().status, Status::Canceled);
+    assert!(f.results.open(&id.result_name()).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -148,8 +185,9 @@ async fn a_synchronous_wait_takes_the_ending_from_the_worker_without_a_read() {
         tokio::spawn(async move { service.wait(id, Duration::from_secs(20)).await })
     };
     // The wait's first read (bounded poll on the counter).
+    let reads = f.records.gets();
     let until = Instant::now() + Duration::from_secs(10);
-    while f.records.gets() < 1 {
+    while f.records.gets() < reads + 1 {
         assert!(Instant::now() < until, "the wait never read the operation");
         tokio::task::yield_now().await;
     }
@@ -158,8 +196,9 @@ async fn a_synchronous_wait_takes_the_ending_from_the_worker_without_a_read() {
     let op = waiting.await.unwrap().expect("the operation");
 
     assert_eq!(op.status, Status::Succeeded);
-    // The wait's first read and the worker's one; the wake-up carried the ended operation.
-    assert_eq!(f.records.gets(), 2);
+    // Only the wait's first read: the worker reads nothing, and the wake-up carried the
+    // ended operation.
+    assert_eq!(f.records.gets(), reads + 1);
 }
 
 #[tokio::test]

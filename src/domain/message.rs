@@ -1,6 +1,8 @@
 //! The queue message: the customer record plus the sample's fields `RequestGUID`,
 //! `RequestSubmittedAt` and `RequestStatusURL`. A record too large for one queue message
 //! travels by claim check: the payload is stored and the message carries `RequestPayloadRef`.
+//! `RequestRecordVersion`, the version (ETag) of the operation record as submitted, lets the
+//! worker start it without reading it first.
 
 use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
@@ -13,12 +15,14 @@ pub const REQUEST_SUBMITTED_AT: &str = "RequestSubmittedAt";
 pub const REQUEST_STATUS_URL: &str = "RequestStatusURL";
 pub const REQUEST_PAYLOAD_REF: &str = "RequestPayloadRef";
 pub const REQUEST_TRACEPARENT: &str = "RequestTraceparent";
-const ENVELOPE_FIELDS: [&str; 5] = [
+pub const REQUEST_RECORD_VERSION: &str = "RequestRecordVersion";
+const ENVELOPE_FIELDS: [&str; 6] = [
     REQUEST_GUID,
     REQUEST_SUBMITTED_AT,
     REQUEST_STATUS_URL,
     REQUEST_PAYLOAD_REF,
     REQUEST_TRACEPARENT,
+    REQUEST_RECORD_VERSION,
 ];
 
 /// Where the record is: in the message, or stored under a key (claim check).
@@ -37,6 +41,8 @@ pub struct WorkMessage {
     pub payload: Payload,
     /// W3C trace context of the submitting request, so the worker's logs join its trace.
     pub traceparent: Option<String>,
+    /// The version (ETag) the operation record had when it was submitted, when known.
+    pub record_version: Option<String>,
 }
 
 /// A message that cannot be decoded; `id` is set when the operation could still be identified.
@@ -69,6 +75,9 @@ impl WorkMessage {
         );
         if let Some(tp) = &self.traceparent {
             fields.insert(REQUEST_TRACEPARENT.into(), Value::String(tp.clone()));
+        }
+        if let Some(v) = &self.record_version {
+            fields.insert(REQUEST_RECORD_VERSION.into(), Value::String(v.clone()));
         }
         Value::Object(fields).to_string()
     }
@@ -113,6 +122,16 @@ impl WorkMessage {
             Some(Value::String(s)) => Some(s.clone()),
             _ => None,
         };
+        let record_version = match fields.get(REQUEST_RECORD_VERSION) {
+            None => None,
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(_) => {
+                return Err(undecodable(
+                    Some(id),
+                    format!("`{REQUEST_RECORD_VERSION}` is not a version string"),
+                ))
+            }
+        };
         let payload = match fields.get(REQUEST_PAYLOAD_REF) {
             Some(Value::String(key)) if key == &id.payload_key() => Payload::Stored(key.clone()),
             Some(_) => {
@@ -134,6 +153,7 @@ impl WorkMessage {
             status_url,
             payload,
             traceparent,
+            record_version,
         })
     }
 }
@@ -161,6 +181,7 @@ mod tests {
             status_url: "https://app.example/api/RequestStatus/x".into(),
             payload,
             traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+            record_version: Some("\"0x8DC2A4D6E8F1B2C\"".into()),
         }
     }
 
@@ -175,7 +196,18 @@ mod tests {
         assert_eq!(v["RequestGUID"], m.id.to_string());
         assert_eq!(v["RequestSubmittedAt"], "1970-01-01T00:00:00Z");
         assert_eq!(v["customername"], "Contoso");
+        assert_eq!(v["RequestRecordVersion"], "\"0x8DC2A4D6E8F1B2C\"");
         assert_eq!(WorkMessage::decode(&text).unwrap(), m);
+    }
+
+    #[test]
+    fn a_record_version_that_is_not_a_string_is_refused() {
+        let m = message(Payload::Inline(Map::new()));
+        let mut v: Value = serde_json::from_str(&m.encode()).unwrap();
+        v["RequestRecordVersion"] = 7.into();
+        let e = WorkMessage::decode(&v.to_string()).unwrap_err();
+        assert_eq!(e.id, Some(m.id));
+        assert!(e.reason.contains("RequestRecordVersion"), "{}", e.reason);
     }
 
     #[test]

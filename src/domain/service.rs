@@ -270,42 +270,30 @@ impl Service {
         tolerate_existing: bool,
     ) -> Result<Operation, DomainError> {
         let now = self.clock.now();
-        let mut message = WorkMessage {
-            id,
-            submitted_at: now,
-            status_url: status_url.clone(),
-            payload: Payload::Inline(request.record.clone()),
-            traceparent: request.traceparent.clone(),
-        };
-        let mut text = message.encode();
-        if text.len() > self.settings.max_inline_message_bytes {
-            let key = id.payload_key();
-            match self
-                .records
-                .insert(&key, to_json(&Value::Object(request.record.clone())))
-                .await
-            {
-                Ok(_) | Err(StoreError::AlreadyExists) => {}
-                Err(e) => return Err(e.into()),
-            }
-            message.payload = Payload::Stored(key);
-            text = message.encode();
-        }
-        let mut operation = Operation::new(id, status_url, now, self.retention());
-        match self
+        let mut operation = Operation::new(id, status_url.clone(), now, self.retention());
+        let record_version = match self
             .records
             .insert(&id.record_key(), to_json(&operation))
             .await
         {
-            Ok(_) => {}
+            Ok(etag) => Some(etag),
             Err(StoreError::AlreadyExists) if tolerate_existing => {
                 if let Some((doc, _)) = self.records.get(&id.record_key()).await? {
                     operation = from_json(&doc)?;
                 }
+                None
             }
             Err(e) => return Err(e.into()),
-        }
-        if let Err(e) = self.queue.send(&text).await {
+        };
+        let mut message = WorkMessage {
+            id,
+            submitted_at: now,
+            status_url,
+            payload: Payload::Inline(request.record.clone()),
+            traceparent: request.traceparent.clone(),
+            record_version,
+        };
+        if let Err(e) = self.send(&mut message, &request.record).await {
             if !tolerate_existing {
                 // Nobody knows this id yet; leave no operation behind that would never run.
                 let _ = self.records.delete(&id.record_key()).await;
@@ -315,6 +303,30 @@ impl Service {
         }
         self.enqueued.notify_one();
         Ok(operation)
+    }
+
+    /// Queues the message, storing the record first and sending a reference instead when it
+    /// is too large for one queue message (claim check).
+    async fn send(
+        &self,
+        message: &mut WorkMessage,
+        record: &Map<String, Value>,
+    ) -> Result<(), StoreError> {
+        let mut text = message.encode();
+        if text.len() > self.settings.max_inline_message_bytes {
+            let key = message.id.payload_key();
+            match self
+                .records
+                .insert(&key, to_json(&Value::Object(record.clone())))
+                .await
+            {
+                Ok(_) | Err(StoreError::AlreadyExists) => {}
+                Err(e) => return Err(e),
+            }
+            message.payload = Payload::Stored(key);
+            text = message.encode();
+        }
+        self.queue.send(&text).await
     }
 
     // ----- read, cancel, wait -----
@@ -489,8 +501,22 @@ impl Service {
 
     async fn process_message(&self, message: WorkMessage, dequeue_count: u32) -> Outcome {
         let id = message.id;
+        // The record as submitted, rebuilt from the message, at the version the message names:
+        // if it is still that version nothing has touched it, and the Running write needs no
+        // read first; if anything did (a cancel, an earlier delivery), the write loses the ETag
+        // race and `update` reads the record as usual. (The rebuilt expiry uses this instance's
+        // retention setting, which all instances of an app share.)
+        let as_submitted = message.record_version.clone().map(|version| {
+            let op = Operation::new(
+                id,
+                message.status_url.clone(),
+                message.submitted_at,
+                self.retention(),
+            );
+            (op, version)
+        });
         let (started, version) = match self
-            .update(id, None, |op, now| {
+            .update(id, as_submitted, |op, now| {
                 op.transition(Status::Running, None, now)
             })
             .await
