@@ -50,7 +50,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 if [ "$mode" = smoke ]; then
   dur=2; runs=5; lat_n=50; drain_mem=200; drain_az=50; az_n=100; stream_mib=8; rss_dur=2
 else
-  dur=8; runs=20; lat_n=500; drain_mem=2000; drain_az=500; az_n=1000; stream_mib=100; rss_dur=5
+  dur=8; runs=20; lat_n=500; drain_mem=2000; drain_az=10000; az_n=1000; stream_mib=100; rss_dur=5
 fi
 
 # ---------------------------------------------------------------------------------- build
@@ -160,6 +160,22 @@ start_azurite() {
 }
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# sample_peak PID PEAKFILE CMD...: runs CMD while sampling PID's RSS every 50 ms; writes the
+# peak (KiB) to PEAKFILE and returns CMD's status.
+sample_peak() {
+  local pid=$1 peakfile=$2 cp peak=0 r status=0
+  shift 2
+  "$@" &
+  cp=$!
+  while kill -0 "$cp" 2>/dev/null; do
+    r=$(rss_kib "$pid"); [ "${r:-0}" -gt "$peak" ] && peak=$r
+    sleep 0.05
+  done
+  wait "$cp" || status=$?
+  echo "$peak" >"$peakfile"
+  return "$status"
+}
 
 # submit_one PORT -> prints the status URL
 submit_one() {
@@ -368,69 +384,125 @@ else
 fi
 
 # ================================================================== Azurite
+# Every comparison on Azurite gets a fresh, warmed Azurite, and its bare baseline runs on that
+# same instance just before the handler. Azurite is one Node.js thread whose in-memory store
+# slows down as it fills, and what one row deletes is garbage-collected in the background
+# while the next runs: an earlier harness that shared one Azurite measured the later rows on a
+# busy emulator (storage calls timing out after 10 s).
 log "Azurite"
-start_azurite
-# A longer storage timeout than the default 3 s: Azurite (one Node thread) can fall seconds
-# behind right after a saturating load row, and start-up must not fail on that.
-azure_env=(AzureWebJobsStorage="$az_conn" QUEUE_MAX_POLL_MS=1000 STORAGE_TIMEOUT_MS=10000)
+azurite_pid=""
+fresh_azurite() {
+  if [ -n "$azurite_pid" ]; then stop_pid "$azurite_pid"; fi
+  start_azurite
+  # Azurite is Node: warm its JIT first so the bare baselines are not measured cold.
+  run_bench "$work/az_warm" azure --what roundtrip --blob "$az_blob_url" --queue "$az_queue_url" --n 300 --conc 16
+  run_bench "$work/az_warmq" azure --what drain --queue "$az_queue_url" --n 300 --conc 4
+  # A longer storage timeout than the default 3 s: a saturated Azurite can fall seconds behind.
+  azure_env=(AzureWebJobsStorage="$az_conn" QUEUE_MAX_POLL_MS=1000 STORAGE_TIMEOUT_MS=10000)
+}
 az_conc=32
 
-# Azurite is Node: warm its JIT first so the bare baselines are not measured cold.
-run_bench "$work/az_warm" azure --what roundtrip --blob "$az_blob_url" --queue "$az_queue_url" --n 300 --conc 16 || true
-run_bench "$work/az_warmq" azure --what drain --queue "$az_queue_url" --n 300 --conc 4 || true
-run_bench "$work/az_rt" azure --what roundtrip --blob "$az_blob_url" --queue "$az_queue_url" --secs "$dur" --conc "$az_conc" || true
-run_bench "$work/az_get" azure --what get --blob "$az_blob_url" --queue "$az_queue_url" --secs "$dur" --conc "$az_conc" || true
-run_bench "$work/az_sub" azure --what submit --blob "$az_blob_url" --queue "$az_queue_url" --secs "$dur" --conc "$az_conc" || true
-run_bench "$work/az_rt1" azure --what roundtrip --blob "$az_blob_url" --queue "$az_queue_url" --secs "$dur" --conc 1 || true
-run_bench "$work/az_q" azure --what drain --blob "$az_blob_url" --queue "$az_queue_url" --n "$drain_az" --conc 4 || true
-row "Azurite bare: blob put+get round trip ($az_conc tasks)" "$(get "$work/az_rt" blob_roundtrip_rate_per_s)" "ops/s" "" "azure_storage_blobs 0.21" none ""
-row "Azurite bare: blob put+get round trip p50 (1 client)" "$(get "$work/az_rt1" blob_roundtrip_p50_ms)" ms "" "azure_storage_blobs 0.21" none ""
-row "Azurite bare: queue receive(32)+delete rate ($drain_az queued)" "$(get "$work/az_q" queue_drain_rate_per_s)" "msgs/s" "" "azure_storage_queues 0.21" none ""
+# backlog_drain N NAME: queues N operations through a handler in host mode (under the
+# Functions host the handler never polls the queue, so they stay queued), stops it, then times
+# a standalone handler from its spawn until the queue is empty, and checks that every
+# operation Succeeded. Sets drain_rate (operations/s); the draining handler's peak RSS (KiB)
+# is left in $work/NAME.peak.
+backlog_drain() {
+  local n=$1 name=$2 p hp t0 empty_at port_var pid_var
+  p=$(port)
+  env FUNCTIONS_CUSTOMHANDLER_PORT="$p" RUST_LOG=warn WORK_QUEUE_NAME="q-$name" \
+    RESULT_CONTAINER="data-$name" RECORDS_CONTAINER="ops-$name" "${azure_env[@]}" "$handler" \
+    >"$work/$name-host.log" 2>&1 &
+  hp=$!
+  pids+=("$hp")
+  wait_ready "$p" "$hp" "handler ($name, host mode)" || return 1
+  run_bench "$work/$name.sub" submit --url "http://127.0.0.1:$p" --n "$n" --conc "$az_conc" \
+    --out "$work/$name.paths" || return 1
+  stop_pid "$hp"
+  t0=$(date +%s%3N)
+  start_handler "$name" "${azure_env[@]}" || return 1
+  port_var="${name}_port"
+  pid_var="${name}_pid"
+  sample_peak "${!pid_var}" "$work/$name.peak" "$bench" backlog --url "http://127.0.0.1:${!port_var}" \
+    --queue "$az_queue_url" --name "q-$name" --paths "$work/$name.paths" \
+    >"$work/$name.drain" 2>"$work/$name.drain.err" || { cat "$work/$name.drain.err" >&2; return 1; }
+  empty_at=$(get "$work/$name.drain" backlog_empty_at_unix_ms)
+  stop_pid "${!pid_var}"
+  drain_rate=$(awk -v n="$n" -v a="$t0" -v b="$empty_at" 'BEGIN { printf "%.1f", n / ((b - a) / 1000) }')
+}
 
+# --- submit
+fresh_azurite
 log "cold start on Azurite"
 if run_bench "$work/cold_az" coldstart --bin "$handler" --runs "$runs" --env "AzureWebJobsStorage=$az_conn"; then
   row "cold start, on Azurite (creates containers/queues; median of $runs)" "$(get "$work/cold_az" coldstart_median_ms)" ms \
     "$(get "$work/cold" coldstart_median_ms)" "in-memory cold start" none ""
 fi
-
-log "handler on Azurite"
+log "submit on Azurite"
+run_bench "$work/az_sub" azure --what submit --blob "$az_blob_url" --queue "$az_queue_url" --secs "$dur" --conc "$az_conc" || true
 start_handler ap "${parked_env[@]}" "${azure_env[@]}"
-a_url="http://127.0.0.1:$ap_port"
-read -r a_post_rps _ _ a_post_bad < <(load "$a_url/api/AsyncProcessingWorkAcceptor" "$az_conc" "$dur" post)
+read -r a_post_rps _ _ a_post_bad < <(load "http://127.0.0.1:$ap_port/api/AsyncProcessingWorkAcceptor" "$az_conc" "$dur" post)
 row "submit throughput, Azurite ($az_conc conns)" "$a_post_rps" "req/s" "$(get "$work/az_sub" bare_submit_rate_per_s)" "bare put blob+put message" ge_ratio 0.8
-a_pending=$(submit_one "$ap_port")
-read -r a_pend_rps _ _ a_pend_bad < <(load "$a_url${a_pending#http://127.0.0.1:$ap_port}" "$az_conc" "$dur")
-row "status throughput, pending 202, Azurite ($az_conc conns)" "$a_pend_rps" "req/s" "$(get "$work/az_get" blob_get_rate_per_s)" "bare get blob" ge_ratio 0.8
 stop_pid "$ap_pid"
-run_bench "$work/del_ap" azure --what delete --name ap --blob "$az_blob_url" --queue "$az_queue_url" || true
 
+# --- pending status
+fresh_azurite
+log "pending status on Azurite"
+run_bench "$work/az_get" azure --what get --blob "$az_blob_url" --queue "$az_queue_url" --secs "$dur" --conc "$az_conc" || true
+start_handler apn "${parked_env[@]}" "${azure_env[@]}"
+a_pending=$(submit_one "$apn_port")
+read -r a_pend_rps _ _ a_pend_bad < <(load "http://127.0.0.1:$apn_port${a_pending#http://127.0.0.1:$apn_port}" "$az_conc" "$dur")
+row "status throughput, pending 202, Azurite ($az_conc conns)" "$a_pend_rps" "req/s" "$(get "$work/az_get" blob_get_rate_per_s)" "bare get blob" ge_ratio 0.8
+stop_pid "$apn_pid"
+
+# --- completed status
+fresh_azurite
+log "completed status on Azurite"
+run_bench "$work/az_get2" azure --what get --blob "$az_blob_url" --queue "$az_queue_url" --secs "$dur" --conc "$az_conc" || true
 start_handler am "${azure_env[@]}"
-a_url="http://127.0.0.1:$am_port"
 a_done=$(submit_one "$am_port")
 curl -s -o /dev/null "$a_done?OnPending=Synchronous"
-read -r a_done_rps _ _ a_done_bad < <(load "$a_url${a_done#http://127.0.0.1:$am_port}" "$az_conc" "$dur")
-row "status throughput, completed 302, Azurite ($az_conc conns)" "$a_done_rps" "req/s" "$(get "$work/az_get" blob_get_rate_per_s)" "bare get blob" ge_ratio 0.8
+read -r a_done_rps _ _ a_done_bad < <(load "http://127.0.0.1:$am_port${a_done#http://127.0.0.1:$am_port}" "$az_conc" "$dur")
+row "status throughput, completed 302, Azurite ($az_conc conns)" "$a_done_rps" "req/s" "$(get "$work/az_get2" blob_get_rate_per_s)" "bare get blob" ge_ratio 0.8
+stop_pid "$am_pid"
 
-if run_bench "$work/lat_a" latency --url "$a_url" --n "$((lat_n / 5))" --conc 1; then
+# --- latency
+fresh_azurite
+log "latency on Azurite"
+run_bench "$work/az_rt1" azure --what roundtrip --blob "$az_blob_url" --queue "$az_queue_url" --secs "$dur" --conc 1 || true
+row "Azurite bare: blob put+get round trip p50 (1 client)" "$(get "$work/az_rt1" blob_roundtrip_p50_ms)" ms "" "azure_storage_blobs 0.21" none ""
+start_handler al "${azure_env[@]}"
+if run_bench "$work/lat_a" latency --url "http://127.0.0.1:$al_port" --n "$((lat_n / 5))" --conc 1; then
   row "submit-to-result latency p50, Azurite (1 client)" "$(get "$work/lat_a" latency_p50_ms)" ms \
     "$(get "$work/az_rt1" blob_roundtrip_p50_ms)" "bare blob put+get p50, 1 client" le_ratio 3
   row "submit-to-result latency p99, Azurite (1 client)" "$(get "$work/lat_a" latency_p99_ms)" ms \
     "$(get "$work/az_rt1" blob_roundtrip_p99_ms)" "bare blob put+get p99, 1 client" none ""
 fi
-if run_bench "$work/drain_a" drain --url "$a_url" --n "$drain_az" --conc 32; then
-  row "backlog drain, Azurite ($drain_az submitted at once)" "$(get "$work/drain_a" drain_rate_per_s)" "ops/s" \
-    "$(get "$work/az_q" queue_drain_rate_per_s)" "bare receive+delete" ge_ratio 0.7
-fi
-stop_pid "$am_pid"
-run_bench "$work/del_am" azure --what delete --name am --blob "$az_blob_url" --queue "$az_queue_url" || true
+stop_pid "$al_pid"
 
+# --- backlog drain
+fresh_azurite
+log "backlog drain on Azurite ($drain_az queued)"
+run_bench "$work/az_q" azure --what drain --blob "$az_blob_url" --queue "$az_queue_url" --n "$drain_az" --conc 4 || true
+row "Azurite bare: queue receive(32)+delete rate ($drain_az queued)" "$(get "$work/az_q" queue_drain_rate_per_s)" "msgs/s" "" "azure_storage_queues 0.21" none ""
+if backlog_drain "$drain_az" bla; then
+  a_drain=$drain_rate
+  row "backlog drain, Azurite ($drain_az queued, then a standalone handler started)" "$a_drain" "ops/s" \
+    "$(get "$work/az_q" queue_drain_rate_per_s)" "bare receive+delete" ge_ratio 0.7
+else
+  echo "bench: the backlog drain on Azurite failed" >&2
+  errors=$((errors + 1))
+fi
+
+# --- streaming
+fresh_azurite
+log "streaming on Azurite"
 start_handler as "${mem_env[@]}" "${azure_env[@]}" MAX_BODY_BYTES=134217728
 if run_bench "$work/stream_a" stream --url "http://127.0.0.1:$as_port" --pid "$as_pid" --size $((stream_mib * 1048576)); then
   row "RSS growth streaming a ${stream_mib} MiB result, Azurite" \
     "$(awk -v k="$(get "$work/stream_a" stream_rss_growth_kib)" 'BEGIN{print k/1024}')" MiB "" "" le 16
 fi
 stop_pid "$as_pid"
-run_bench "$work/del_as" azure --what delete --name as --blob "$az_blob_url" --queue "$az_queue_url" || true
 
 # ================================================================== sweeps (full only)
 if [ "$mode" = full ]; then
@@ -439,54 +511,65 @@ if [ "$mode" = full ]; then
   sw_pending=$(submit_one "$sw_port")
   sw_path="${sw_pending#http://127.0.0.1:$sw_port}"
   {
-    echo "Concurrency sweep: GET status (pending 202), in memory, ${dur}s each, $loadgen"
+    echo "Concurrency sweep: GET status (pending 202), in memory, ${dur}s each, $loadgen; peak RSS sampled every 50 ms"
     echo
-    echo "| connections | handler req/s | handler p50 ms | handler p99 ms | baseline req/s | baseline p99 ms | ratio |"
-    echo "|---|---|---|---|---|---|---|"
+    echo "| connections | handler req/s | handler p50 ms | handler p99 ms | handler peak RSS MiB | baseline req/s | baseline p99 ms | ratio |"
+    echo "|---|---|---|---|---|---|---|---|"
   } >>"$sweeps"
   for c in 1 4 16 64 256; do
-    read -r hr hp50 hp99 _ < <(load "http://127.0.0.1:$sw_port$sw_path" "$c" "$dur")
+    sample_peak "$sw_pid" "$work/sw.peak" load "http://127.0.0.1:$sw_port$sw_path" "$c" "$dur" >"$work/sw.out" || true
+    read -r hr hp50 hp99 _ <"$work/sw.out"
     read -r br _ bp99 _ < <(load "$b_url/api/RequestStatus/x" "$c" "$dur")
-    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$c" "$(fmt "$hr")" "$hp50" "$hp99" "$(fmt "$br")" "$bp99" \
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$c" "$(fmt "$hr")" "$hp50" "$hp99" \
+      "$(awk -v k="$(cat "$work/sw.peak")" 'BEGIN { printf "%.1f", k / 1024 }')" "$(fmt "$br")" "$bp99" \
       "$(awk -v a="$hr" -v b="$br" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }')" >>"$sweeps"
     log "  c=$c handler $hr req/s, baseline $br req/s"
   done
   stop_pid "$sw_pid"
 
-  log "sweep: backlog 1..10,000 queued, in memory and on Azurite"
+  log "sweep: backlog 1..10,000, in memory and on Azurite"
   {
     echo
-    echo "Backlog sweep: N submitted at once (32 connections), time until all Succeeded"
+    echo "Backlog sweep. In memory: N submitted at once over 32 connections to a fresh standalone handler, time"
+    echo "until all Succeeded (the worker drains while they arrive; the in-memory queue does not outlive its process)."
+    echo "Azurite: N queued first (host mode), then a fresh standalone handler timed from spawn until the queue"
+    echo "is empty, each N on a fresh Azurite with its bare receive+delete baseline. Peak RSS of the handler doing it."
     echo
-    echo "| N | in memory: drain s | in memory: ops/s | Azurite: drain s | Azurite: ops/s | bare receive+delete msgs/s (same N) | Azurite ratio |"
-    echo "|---|---|---|---|---|---|---|"
+    echo "| N | in memory: ops/s | in memory: peak RSS MiB | Azurite: drain s | Azurite: ops/s | Azurite: peak RSS MiB | bare receive+delete msgs/s | Azurite ratio |"
+    echo "|---|---|---|---|---|---|---|---|"
   } >>"$sweeps"
-  start_handler swm "${mem_env[@]}"
-  start_handler swa "${azure_env[@]}"
-  # Azurite stops at 2,000: its queue slows down as it grows (see BENCHMARKS.md), and 10,000
-  # there would take most of the 15-minute budget on its own.
-  for n in 1 10 100 1000 2000 10000; do
-    ms=""; mr=""; as="-"; ar="-"; qr="-"
-    if run_bench "$work/swm_$n" drain --url "http://127.0.0.1:$swm_port" --n "$n" --conc 32; then
-      ms=$(get "$work/swm_$n" drain_total_s); mr=$(get "$work/swm_$n" drain_rate_per_s)
+  for n in 1 10 100 1000 10000; do
+    mr="-"; mpk="-"; as="-"; ar="-"; apk="-"; qr="-"
+    start_handler swm "${mem_env[@]}"
+    if sample_peak "$swm_pid" "$work/swm.peak" run_bench "$work/swm_$n" drain --url "http://127.0.0.1:$swm_port" --n "$n" --conc 32; then
+      mr=$(get "$work/swm_$n" drain_rate_per_s)
+      mpk=$(awk -v k="$(cat "$work/swm.peak")" 'BEGIN { printf "%.1f", k / 1024 }')
+    else
+      errors=$((errors + 1))
     fi
-    if [ "$n" -gt 2000 ]; then
-      printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$ms" "$mr" "not run" "not run" "not run" "-" >>"$sweeps"
-      log "  N=$n memory ${mr:-?}/s (Azurite not run at this depth)"
-      continue
+    stop_pid "$swm_pid"
+    if [ "$n" = "$drain_az" ] && [ -n "${a_drain:-}" ]; then
+      # The main table's row: not measured twice.
+      ar=$a_drain; qr=$(get "$work/az_q" queue_drain_rate_per_s)
+      as=$(awk -v n="$n" -v r="$ar" 'BEGIN { printf "%.1f", n / r }')
+      apk=$(awk -v k="$(cat "$work/bla.peak")" 'BEGIN { printf "%.1f", k / 1024 }')
+    else
+      fresh_azurite
+      if run_bench "$work/swq_$n" azure --what drain --queue "$az_queue_url" --n "$n" --conc 4; then
+        qr=$(get "$work/swq_$n" queue_drain_rate_per_s)
+      fi
+      if backlog_drain "$n" "bl$n"; then
+        ar=$drain_rate
+        as=$(awk -v n="$n" -v r="$ar" 'BEGIN { printf "%.1f", n / r }')
+        apk=$(awk -v k="$(cat "$work/bl$n.peak")" 'BEGIN { printf "%.1f", k / 1024 }')
+      else
+        ar="-"; errors=$((errors + 1))
+      fi
     fi
-    if run_bench "$work/swa_$n" drain --url "http://127.0.0.1:$swa_port" --n "$n" --conc 32; then
-      as=$(get "$work/swa_$n" drain_total_s); ar=$(get "$work/swa_$n" drain_rate_per_s)
-    fi
-    if run_bench "$work/swq_$n" azure --what drain --queue "$az_queue_url" --n "$n" --conc 4; then
-      qr=$(get "$work/swq_$n" queue_drain_rate_per_s)
-    fi
-    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$ms" "$mr" "$as" "$ar" "$qr" \
-      "$(awk -v a="$ar" -v b="$qr" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }')" >>"$sweeps"
-    log "  N=$n memory ${mr:-?}/s, Azurite ${ar:-?}/s, bare ${qr:-?}/s"
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$mr" "$mpk" "$as" "$ar" "$apk" "$qr" \
+      "$(awk -v a="$ar" -v b="$qr" 'BEGIN { if (b > 0 && a > 0) printf "%.2fx", a / b; else print "-" }')" >>"$sweeps"
+    log "  N=$n memory ${mr}/s, Azurite ${ar}/s, bare ${qr}/s"
   done
-  stop_pid "$swm_pid"
-  stop_pid "$swa_pid"
 fi
 
 # ================================================================== report

@@ -5,6 +5,10 @@
 //!   bench latency   --url U --n N --conc C [--baseline]  submit-to-result latency
 //!   bench coldstart --bin PATH --runs R [--env K=V]...   spawn to first 200 on GET /
 //!   bench drain     --url U --n N --conc C              submit N quickly, time until all done
+//!   bench submit    --url U --n N --conc C --out FILE   submit N; write the status URLs to FILE
+//!   bench backlog   --url U --queue URL --name Q --paths FILE
+//!                   wait until queue Q is empty (every message handled and deleted), print
+//!                   when, then check every status in FILE answers 302 on the handler at U
 //!   bench stream    --url U --pid P --size BYTES        RSS while streaming a large result
 //!   bench azure     --what W --blob URL --queue URL --n N --conc C [--secs S]
 //!                   W = roundtrip (put+get blob) | get (get one blob) | submit (put blob
@@ -278,30 +282,36 @@ fn coldstart(a: &Args) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// Submits N records as fast as `conc` connections allow; the status URLs in order.
+async fn submit_all(
+    client: &reqwest::Client,
+    url: &str,
+    n: usize,
+    conc: usize,
+) -> Result<Vec<String>, BoxError> {
+    futures::stream::iter(0..n)
+        .map(|i| async move {
+            submit(
+                client,
+                url,
+                format!(r#"{{"id":"{i}","customername":"Contoso"}}"#),
+            )
+            .await
+        })
+        .buffered(conc.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
 async fn drain(a: &Args) -> Result<(), BoxError> {
     let url = a.s("url");
     let n = a.n("n", 100);
     let conc = a.n("conc", 16).max(1);
     let client = http_client();
     let t0 = Instant::now();
-    // Submit N as fast as `conc` connections allow.
-    let locs: Vec<String> = futures::stream::iter(0..n)
-        .map(|i| {
-            let (client, url) = (client.clone(), url.clone());
-            async move {
-                submit(
-                    &client,
-                    &url,
-                    format!(r#"{{"id":"{i}","customername":"Contoso"}}"#),
-                )
-                .await
-            }
-        })
-        .buffered(conc)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_, _>>()?;
+    let locs = submit_all(&client, &url, n, conc).await?;
     let submitted = t0.elapsed().as_secs_f64();
     // Walk the operations roughly in order (the queue is roughly FIFO): each wait is short.
     let walkers = 8.min(n.max(1));
@@ -327,6 +337,71 @@ async fn drain(a: &Args) -> Result<(), BoxError> {
     result("drain_submit_s", format!("{submitted:.3}"));
     result("drain_total_s", format!("{total:.3}"));
     result("drain_rate_per_s", format!("{:.1}", n as f64 / total));
+    Ok(())
+}
+
+async fn submit_to_file(a: &Args) -> Result<(), BoxError> {
+    let client = http_client();
+    let locs = submit_all(&client, &a.s("url"), a.n("n", 100), a.n("conc", 16)).await?;
+    std::fs::write(a.s("out"), locs.join("\n"))?;
+    result("submitted_n", locs.len());
+    Ok(())
+}
+
+/// The backlog drain's finish line: the work queue is empty. A message is deleted only after
+/// its operation's outcome is recorded, and Azurite's message count includes messages hidden
+/// while in process, so an empty queue means every operation is done. Watching the queue
+/// costs one cheap call per 20 ms instead of a status read per operation competing with the
+/// worker for Azurite. Every status is checked afterwards, outside the timing.
+async fn backlog(a: &Args) -> Result<(), BoxError> {
+    let q = QueueServiceClientBuilder::with_location(location(&a.s("queue")), creds())
+        .build()
+        .queue_client(a.s("name"));
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    loop {
+        let count = q.get_metadata().await?.approximate_messages_count;
+        if count == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{count} messages still queued after an hour").into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let empty_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    result("backlog_empty_at_unix_ms", empty_at.as_millis());
+    // Every operation must have succeeded (302): a drain that failed them proves nothing.
+    let url = a.s("url");
+    let client = http_client();
+    let paths: Vec<String> = std::fs::read_to_string(a.s("paths"))?
+        .lines()
+        .map(|l| {
+            let path = l.splitn(4, '/').nth(3).unwrap_or_default();
+            format!("{url}/{path}")
+        })
+        .collect();
+    let codes: Vec<u16> = futures::stream::iter(paths.iter())
+        .map(|u| {
+            let client = &client;
+            async move {
+                let r = client.get(u).send().await?;
+                Ok::<_, BoxError>(r.status().as_u16())
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let not_done = codes.iter().filter(|c| **c != 302).count();
+    if not_done > 0 {
+        return Err(format!(
+            "{not_done} of {} operations did not end Succeeded",
+            codes.len()
+        )
+        .into());
+    }
+    result("backlog_checked_n", codes.len());
     Ok(())
 }
 
@@ -637,7 +712,9 @@ async fn azure(a: &Args) -> Result<(), BoxError> {
 fn main() -> Result<(), BoxError> {
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = raw.first().cloned() else {
-        eprintln!("usage: bench <port|latency|coldstart|drain|stream|azure> [--options]");
+        eprintln!(
+            "usage: bench <port|latency|coldstart|drain|submit|backlog|stream|azure> [--options]"
+        );
         std::process::exit(2);
     };
     let a = Args::parse(&raw[1..]);
@@ -656,6 +733,8 @@ fn main() -> Result<(), BoxError> {
                 match cmd.as_str() {
                     "latency" => latency(&a).await,
                     "drain" => drain(&a).await,
+                    "submit" => submit_to_file(&a).await,
+                    "backlog" => backlog(&a).await,
                     "stream" => stream(&a).await,
                     "azure" => azure(&a).await,
                     other => Err(format!("unknown command {other}").into()),
