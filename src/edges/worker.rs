@@ -2,6 +2,9 @@
 //! when there is no host. Receives with a visibility timeout, deletes a message only once its
 //! outcome is recorded (a crash loses nothing), retries transient failures after the timeout,
 //! dead-letters on the last attempt, and wakes at once for this process's own submissions.
+//! Like the host's queue trigger, it fetches a new batch only once the messages in hand have
+//! fallen to half the concurrency (`newBatchThreshold`), so a busy worker makes few large
+//! receive calls instead of one per finished message.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +32,8 @@ pub async fn run(
     while !*shutdown.borrow() {
         while in_flight.try_join_next().is_some() {}
         let free = permits.available_permits();
-        if free == 0 {
+        let in_hand = settings.concurrency - free;
+        if free == 0 || in_hand > settings.concurrency / 2 {
             tokio::select! {
                 _ = in_flight.join_next() => {}
                 _ = shutdown.changed() => {}
