@@ -424,7 +424,7 @@ backlog_drain() {
   port_var="${name}_port"
   pid_var="${name}_pid"
   sample_peak "${!pid_var}" "$work/$name.peak" "$bench" backlog --url "http://127.0.0.1:${!port_var}" \
-    --queue "$az_queue_url" --name "q-$name" --paths "$work/$name.paths" \
+    --queue "$az_queue_url" --name "q-$name" --paths "$work/$name.paths" --azurite-pid "$azurite_pid" \
     >"$work/$name.drain" 2>"$work/$name.drain.err" || { cat "$work/$name.drain.err" >&2; return 1; }
   empty_at=$(get "$work/$name.drain" backlog_empty_at_unix_ms)
   stop_pid "${!pid_var}"
@@ -480,15 +480,20 @@ if run_bench "$work/lat_a" latency --url "http://127.0.0.1:$al_port" --n "$((lat
 fi
 stop_pid "$al_pid"
 
-# --- backlog drain
+# --- backlog drain: the bare client and the handler each on their own fresh Azurite (a deep
+# queue leaves Azurite busy for a while after it is drained).
 fresh_azurite
 log "backlog drain on Azurite ($drain_az queued)"
-run_bench "$work/az_q" azure --what drain --blob "$az_blob_url" --queue "$az_queue_url" --n "$drain_az" --conc 4 || true
+run_bench "$work/az_q" azure --what drain --blob "$az_blob_url" --queue "$az_queue_url" --n "$drain_az" --conc 4 \
+  --azurite-pid "$azurite_pid" || true
 row "Azurite bare: queue receive(32)+delete rate ($drain_az queued)" "$(get "$work/az_q" queue_drain_rate_per_s)" "msgs/s" "" "azure_storage_queues 0.21" none ""
+fresh_azurite
 if backlog_drain "$drain_az" bla; then
   a_drain=$drain_rate
   row "backlog drain, Azurite ($drain_az queued, then a standalone handler started)" "$a_drain" "ops/s" \
     "$(get "$work/az_q" queue_drain_rate_per_s)" "bare receive+delete" ge_ratio 0.7
+  row "Azurite's CPU while draining: the handler's drain" "$(get "$work/bla.drain" backlog_azurite_cpu_pct)" "% of a core" \
+    "$(get "$work/az_q" queue_drain_azurite_cpu_pct)" "bare receive+delete" none ""
 else
   echo "bench: the backlog drain on Azurite failed" >&2
   errors=$((errors + 1))
@@ -535,11 +540,11 @@ if [ "$mode" = full ]; then
     echo "Azurite: N queued first (host mode), then a fresh standalone handler timed from spawn until the queue"
     echo "is empty, each N on a fresh Azurite with its bare receive+delete baseline. Peak RSS of the handler doing it."
     echo
-    echo "| N | in memory: ops/s | in memory: peak RSS MiB | Azurite: drain s | Azurite: ops/s | Azurite: peak RSS MiB | bare receive+delete msgs/s | Azurite ratio |"
-    echo "|---|---|---|---|---|---|---|---|"
+    echo "| N | in memory: ops/s | in memory: peak RSS MiB | Azurite: drain s | Azurite: ops/s | Azurite: peak RSS MiB | bare receive+delete msgs/s | Azurite ratio | Azurite CPU %, handler / bare |"
+    echo "|---|---|---|---|---|---|---|---|---|"
   } >>"$sweeps"
   for n in 1 10 100 1000 10000; do
-    mr="-"; mpk="-"; as="-"; ar="-"; apk="-"; qr="-"
+    mr="-"; mpk="-"; as="-"; ar="-"; apk="-"; qr="-"; acpu="-"; qcpu="-"
     start_handler swm "${mem_env[@]}"
     if sample_peak "$swm_pid" "$work/swm.peak" run_bench "$work/swm_$n" drain --url "http://127.0.0.1:$swm_port" --n "$n" --conc 32; then
       mr=$(get "$work/swm_$n" drain_rate_per_s)
@@ -551,23 +556,26 @@ if [ "$mode" = full ]; then
     if [ "$n" = "$drain_az" ] && [ -n "${a_drain:-}" ]; then
       # The main table's row: not measured twice.
       ar=$a_drain; qr=$(get "$work/az_q" queue_drain_rate_per_s)
+      acpu=$(get "$work/bla.drain" backlog_azurite_cpu_pct); qcpu=$(get "$work/az_q" queue_drain_azurite_cpu_pct)
       as=$(awk -v n="$n" -v r="$ar" 'BEGIN { printf "%.1f", n / r }')
       apk=$(awk -v k="$(cat "$work/bla.peak")" 'BEGIN { printf "%.1f", k / 1024 }')
     else
       fresh_azurite
-      if run_bench "$work/swq_$n" azure --what drain --queue "$az_queue_url" --n "$n" --conc 4; then
-        qr=$(get "$work/swq_$n" queue_drain_rate_per_s)
+      if run_bench "$work/swq_$n" azure --what drain --queue "$az_queue_url" --n "$n" --conc 4 --azurite-pid "$azurite_pid"; then
+        qr=$(get "$work/swq_$n" queue_drain_rate_per_s); qcpu=$(get "$work/swq_$n" queue_drain_azurite_cpu_pct)
       fi
+      fresh_azurite
       if backlog_drain "$n" "bl$n"; then
         ar=$drain_rate
         as=$(awk -v n="$n" -v r="$ar" 'BEGIN { printf "%.1f", n / r }')
         apk=$(awk -v k="$(cat "$work/bl$n.peak")" 'BEGIN { printf "%.1f", k / 1024 }')
+        acpu=$(get "$work/bl$n.drain" backlog_azurite_cpu_pct)
       else
         ar="-"; errors=$((errors + 1))
       fi
     fi
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$mr" "$mpk" "$as" "$ar" "$apk" "$qr" \
-      "$(awk -v a="$ar" -v b="$qr" 'BEGIN { if (b > 0 && a > 0) printf "%.2fx", a / b; else print "-" }')" >>"$sweeps"
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n' "$n" "$mr" "$mpk" "$as" "$ar" "$apk" "$qr" \
+      "$(awk -v a="$ar" -v b="$qr" 'BEGIN { if (b > 0 && a > 0) printf "%.2fx", a / b; else print "-" }')" "$acpu" "$qcpu" >>"$sweeps"
     log "  N=$n memory ${mr}/s, Azurite ${ar}/s, bare ${qr}/s"
   done
 fi

@@ -6,13 +6,14 @@
 //!   bench coldstart --bin PATH --runs R [--env K=V]...   spawn to first 200 on GET /
 //!   bench drain     --url U --n N --conc C              submit N quickly, time until all done
 //!   bench submit    --url U --n N --conc C --out FILE   submit N; write the status URLs to FILE
-//!   bench backlog   --url U --queue URL --name Q --paths FILE
+//!   bench backlog   --url U --queue URL --name Q --paths FILE [--azurite-pid P]
 //!                   wait until queue Q is empty (every message handled and deleted), print
 //!                   when, then check every status in FILE answers 302 on the handler at U
 //!   bench stream    --url U --pid P --size BYTES        RSS while streaming a large result
 //!   bench azure     --what W --blob URL --queue URL --n N --conc C [--secs S]
 //!                   W = roundtrip (put+get blob) | get (get one blob) | submit (put blob
 //!                   create-only + put message) | drain (put N messages, then receive+delete)
+//!                   [--azurite-pid P]: also report Azurite's CPU use while draining
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -114,14 +115,34 @@ fn http_client() -> reqwest::Client {
 
 const RECORD: &str = r#"{"id":"1","customername":"Contoso"}"#;
 
-/// POSTs a record; returns the status URL from Location.
+/// Submissions retried after a 503 or 429 (reported by the commands that submit in bulk).
+static SUBMIT_RETRIES: AtomicUsize = AtomicUsize::new(0);
+
+/// POSTs a record; returns the status URL from Location. Like a well-behaved client, a 503
+/// or 429 is retried after its Retry-After (for at most two minutes).
 async fn submit(client: &reqwest::Client, url: &str, body: String) -> Result<String, BoxError> {
-    let r = client
-        .post(format!("{url}/api/AsyncProcessingWorkAcceptor"))
-        .header("Content-Type", "application/json")
-        .body(body)
-        .send()
-        .await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let r = loop {
+        let r = client
+            .post(format!("{url}/api/AsyncProcessingWorkAcceptor"))
+            .header("Content-Type", "application/json")
+            .body(body.clone())
+            .send()
+            .await?;
+        let code = r.status().as_u16();
+        if (code == 503 || code == 429) && Instant::now() < deadline {
+            let wait = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(1);
+            SUBMIT_RETRIES.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_secs(wait.clamp(1, 10))).await;
+            continue;
+        }
+        break r;
+    };
     if r.status().as_u16() != 202 {
         return Err(format!("submit answered {}", r.status()).into());
     }
@@ -345,6 +366,7 @@ async fn submit_to_file(a: &Args) -> Result<(), BoxError> {
     let locs = submit_all(&client, &a.s("url"), a.n("n", 100), a.n("conc", 16)).await?;
     std::fs::write(a.s("out"), locs.join("\n"))?;
     result("submitted_n", locs.len());
+    result("submit_retries", SUBMIT_RETRIES.load(Ordering::Relaxed));
     Ok(())
 }
 
@@ -357,6 +379,8 @@ async fn backlog(a: &Args) -> Result<(), BoxError> {
     let q = QueueServiceClientBuilder::with_location(location(&a.s("queue")), creds())
         .build()
         .queue_client(a.s("name"));
+    let azurite = a.named.get("azurite-pid").and_then(|p| p.parse().ok());
+    let (t0, cpu0) = (Instant::now(), cpu_seconds(azurite));
     let deadline = Instant::now() + Duration::from_secs(3600);
     loop {
         let count = q.get_metadata().await?.approximate_messages_count;
@@ -370,6 +394,7 @@ async fn backlog(a: &Args) -> Result<(), BoxError> {
     }
     let empty_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
     result("backlog_empty_at_unix_ms", empty_at.as_millis());
+    result("backlog_azurite_cpu_pct", cpu_percent(azurite, cpu0, t0));
     // Every operation must have succeeded (302): a drain that failed them proves nothing.
     let url = a.s("url");
     let client = http_client();
@@ -403,6 +428,28 @@ async fn backlog(a: &Args) -> Result<(), BoxError> {
     }
     result("backlog_checked_n", codes.len());
     Ok(())
+}
+
+/// CPU time a process has used so far (user + system), in seconds; 0 when unreadable.
+fn cpu_seconds(pid: Option<u32>) -> f64 {
+    let Some(pid) = pid else { return 0.0 };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start at field 3; utime and
+    // stime are fields 14 and 15, in clock ticks (USER_HZ, 100 on Linux).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Busy share of one core used by `pid` since `(cpu0, t0)`, in percent.
+fn cpu_percent(pid: Option<u32>, cpu0: f64, t0: Instant) -> String {
+    format!(
+        "{:.0}",
+        (cpu_seconds(pid) - cpu0) / t0.elapsed().as_secs_f64() * 100.0
+    )
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -666,6 +713,8 @@ async fn azure(a: &Args) -> Result<(), BoxError> {
             }
             // Receive 32 at a time on `conc` receivers, deleting each, until all N are gone.
             let done = Arc::new(AtomicUsize::new(0));
+            let azurite = a.named.get("azurite-pid").and_then(|p| p.parse().ok());
+            let cpu0 = cpu_seconds(azurite);
             let t0 = Instant::now();
             let mut tasks = Vec::new();
             for _ in 0..conc.max(1) {
@@ -696,6 +745,10 @@ async fn azure(a: &Args) -> Result<(), BoxError> {
                 t.await??;
             }
             let secs = t0.elapsed().as_secs_f64();
+            result(
+                "queue_drain_azurite_cpu_pct",
+                cpu_percent(azurite, cpu0, t0),
+            );
             let got = done.load(Ordering::Relaxed);
             result("queue_drain_n", got);
             result(
