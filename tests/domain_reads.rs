@@ -3,26 +3,41 @@
 //! pinned here, together with the races that make avoiding them delicate.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
+use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use async_request_reply::adapters::memory::{
     MemoryRecordStore, MemoryResultStore, MemoryWorkQueue,
 };
 use async_request_reply::domain::ports::{
-    ETag, RecordStore, ResultStore, StoreError, SystemClock, WorkQueue,
+    Clock, ETag, RecordStore, ResultStore, StoreError, SystemClock, WorkQueue,
 };
 use async_request_reply::domain::service::{Outcome, SubmitRequest};
 use async_request_reply::domain::work::{SampleWork, Work, WorkError, WorkInput, WorkOutput};
 use async_request_reply::domain::{OperationId, Service, ServiceSettings, Status};
 
+/// A clock the test moves.
+struct ManualClock(Mutex<OffsetDateTime>);
+
+impl ManualClock {
+    fn advance(&self, by: time::Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().unwrap()
+    }
+}
+
 /// A record store that counts reads.
-#[derive(Default)]
 struct CountingRecords {
     inner: MemoryRecordStore,
     gets: AtomicUsize,
@@ -49,8 +64,12 @@ impl RecordStore for CountingRecords {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key).await
     }
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        self.inner.list(prefix).await
+    async fn list_written_before(
+        &self,
+        prefix: &str,
+        cutoff: OffsetDateTime,
+    ) -> Result<Vec<String>, StoreError> {
+        self.inner.list_written_before(prefix, cutoff).await
     }
 }
 
@@ -77,7 +96,14 @@ struct Fixture {
 }
 
 fn fixture(work: Arc<dyn Work>) -> Fixture {
-    let records = Arc::new(CountingRecords::default());
+    fixture_with_clock(work, Arc::new(SystemClock))
+}
+
+fn fixture_with_clock(work: Arc<dyn Work>, clock: Arc<dyn Clock>) -> Fixture {
+    let records = Arc::new(CountingRecords {
+        inner: MemoryRecordStore::with_clock(clock.clone()),
+        gets: AtomicUsize::new(0),
+    });
     let results = Arc::new(MemoryResultStore::new());
     let queue = Arc::new(MemoryWorkQueue::new());
     let service = Arc::new(Service::new(
@@ -85,7 +111,7 @@ fn fixture(work: Arc<dyn Work>) -> Fixture {
         results.clone(),
         queue.clone(),
         work,
-        Arc::new(SystemClock),
+        clock,
         ServiceSettings::default(),
     ));
     Fixture {
@@ -229,4 +255,40 @@ async fn a_cancel_while_running_beats_the_workers_remembered_version() {
     assert_eq!(processing.await.unwrap(), Outcome::Done);
     assert_eq!(f.service.get(id).await.unwrap().status, Status::Canceled);
     assert!(f.results.open(&id.result_name()).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_sweep_over_live_operations_reads_nothing() {
+    let f = fixture(Arc::new(SampleWork::default()));
+    for _ in 0..3 {
+        submit_and_take(&f).await;
+    }
+    let reads = f.records.gets();
+
+    assert_eq!(f.service.purge_expired().await.unwrap(), 0);
+
+    // None was written a whole retention period ago, so none could have expired.
+    assert_eq!(f.records.gets(), reads);
+}
+
+#[tokio::test]
+async fn a_sweep_removes_the_expired_operation_its_result_and_nothing_else() {
+    let clock = Arc::new(ManualClock(Mutex::new(OffsetDateTime::now_utc())));
+    let f = fixture_with_clock(Arc::new(SampleWork::default()), clock.clone());
+    let (old, text) = submit_and_take(&f).await;
+    assert_eq!(f.service.process(&text, 1).await, Outcome::Done);
+    assert!(f.results.open(&old.result_name()).await.unwrap().is_some());
+    let retention = time::Duration::try_from(ServiceSettings::default().retention).unwrap();
+    clock.advance(retention + time::Duration::minutes(1));
+    let (young, _) = submit_and_take(&f).await;
+
+    assert_eq!(f.service.purge_expired().await.unwrap(), 1);
+
+    assert!(f.service.get(old).await.is_err());
+    assert!(f.records.get(&old.record_key()).await.unwrap().is_none());
+    assert!(f.results.open(&old.result_name()).await.unwrap().is_none());
+    assert_eq!(
+        f.service.get(young).await.unwrap().status,
+        Status::NotStarted
+    );
 }

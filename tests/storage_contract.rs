@@ -71,7 +71,7 @@ macro_rules! contract {
 
 contract!(
     records_are_created_once_and_swapped_by_etag,
-    records_list_by_prefix,
+    records_list_by_prefix_and_age,
     results_are_written_once_and_streamed_exactly,
     queue_hides_received_messages_until_the_timeout,
     queue_delete_and_dead_letter,
@@ -117,15 +117,27 @@ async fn records_are_created_once_and_swapped_by_etag(b: Backend) {
     );
 }
 
-async fn records_list_by_prefix(b: Backend) {
+async fn records_list_by_prefix_and_age(b: Backend) {
     let r = &b.storage.records;
     for k in ["operations/1", "operations/2", "idempotency/x"] {
         r.insert(k, Bytes::from_static(b"{}")).await.unwrap();
     }
-    let mut ops = r.list("operations/").await.unwrap();
+    // Everything was written before a cutoff a little ahead (storage keeps whole seconds).
+    let later = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let mut ops = r.list_written_before("operations/", later).await.unwrap();
     ops.sort();
     assert_eq!(ops, vec!["operations/1", "operations/2"]);
-    assert_eq!(r.list("idempotency/").await.unwrap(), vec!["idempotency/x"]);
+    assert_eq!(
+        r.list_written_before("idempotency/", later).await.unwrap(),
+        vec!["idempotency/x"]
+    );
+    // Nothing was written before a cutoff a minute ago.
+    let earlier = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    assert!(r
+        .list_written_before("operations/", earlier)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn read_all(b: &Backend, name: &str) -> (String, u64, Vec<u8>) {

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use crate::domain::ports::{
-    Delivery, ETag, PutOutcome, Receipt, RecordStore, ResultBody, ResultStore, StoreError,
+    Clock, Delivery, ETag, PutOutcome, Receipt, RecordStore, ResultBody, ResultStore, StoreError,
     WorkQueue,
 };
 
@@ -31,14 +31,39 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct MemoryRecordStore {
-    docs: Mutex<HashMap<String, (Bytes, ETag)>>,
+    /// Document, version, and when it was last written.
+    docs: Mutex<HashMap<String, (Bytes, ETag, OffsetDateTime)>>,
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl MemoryRecordStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Stamps writes with `clock` instead of the system clock (for tests that move time).
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            docs: Mutex::default(),
+            clock: Some(clock),
+        }
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        match &self.clock {
+            Some(c) => c.now(),
+            None => OffsetDateTime::now_utc(),
+        }
+    }
+}
+
+impl std::fmt::Debug for MemoryRecordStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryRecordStore")
+            .field("docs", &lock(&self.docs).len())
+            .finish()
     }
 }
 
@@ -50,22 +75,24 @@ impl RecordStore for MemoryRecordStore {
             return Err(StoreError::AlreadyExists);
         }
         let etag = next_version().to_string();
-        docs.insert(key.to_string(), (doc, etag.clone()));
+        docs.insert(key.to_string(), (doc, etag.clone(), self.now()));
         Ok(etag)
     }
 
     async fn get(&self, key: &str) -> Result<Option<(Bytes, ETag)>, StoreError> {
-        Ok(lock(&self.docs).get(key).cloned())
+        Ok(lock(&self.docs)
+            .get(key)
+            .map(|(doc, etag, _)| (doc.clone(), etag.clone())))
     }
 
     async fn replace(&self, key: &str, doc: Bytes, etag: &str) -> Result<ETag, StoreError> {
         let mut docs = lock(&self.docs);
         match docs.get_mut(key) {
             None => Err(StoreError::NotFound),
-            Some((_, current)) if current != etag => Err(StoreError::PreconditionFailed),
+            Some((_, current, _)) if current != etag => Err(StoreError::PreconditionFailed),
             Some(entry) => {
                 let etag = next_version().to_string();
-                *entry = (doc, etag.clone());
+                *entry = (doc, etag.clone(), self.now());
                 Ok(etag)
             }
         }
@@ -76,11 +103,15 @@ impl RecordStore for MemoryRecordStore {
         Ok(())
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+    async fn list_written_before(
+        &self,
+        prefix: &str,
+        cutoff: OffsetDateTime,
+    ) -> Result<Vec<String>, StoreError> {
         let mut keys: Vec<String> = lock(&self.docs)
-            .keys()
-            .filter(|k| k.starts_with(prefix))
-            .cloned()
+            .iter()
+            .filter(|(k, (_, _, written))| k.starts_with(prefix) && *written < cutoff)
+            .map(|(k, _)| k.clone())
             .collect();
         keys.sort();
         Ok(keys)

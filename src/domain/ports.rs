@@ -44,8 +44,13 @@ pub trait RecordStore: Send + Sync + 'static {
     async fn replace(&self, key: &str, doc: Bytes, etag: &str) -> Result<ETag, StoreError>;
     /// Removes the document; removing a missing one is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
-    /// Every key that starts with `prefix` (used by the local retention sweep).
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    /// The keys that start with `prefix` whose document was last written before `cutoff`
+    /// (the local retention sweep reads only documents old enough to have expired).
+    async fn list_written_before(
+        &self,
+        prefix: &str,
+        cutoff: OffsetDateTime,
+    ) -> Result<Vec<String>, StoreError>;
 }
 
 /// A stored result, opened for streaming.

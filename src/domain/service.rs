@@ -658,10 +658,20 @@ impl Service {
 
     /// Deletes operations, results, payloads and idempotency keys past their retention.
     /// On Azure a storage lifecycle rule does this; locally the standalone service calls it.
+    /// Only documents not written for a whole retention period are read: an operation expires
+    /// a retention period after it was created, so a younger document cannot have expired, and
+    /// a sweep over many live operations costs one listing instead of a read each. (Should
+    /// `RETENTION_SECONDS` grow, documents written under the shorter one are removed a little
+    /// later than they expire; reads answer 404 from their expiry on regardless.)
     pub async fn purge_expired(&self) -> Result<usize, DomainError> {
         let now = self.clock.now();
+        let cutoff = now - self.retention();
         let mut purged = 0;
-        for key in self.records.list("operations/").await? {
+        for key in self
+            .records
+            .list_written_before("operations/", cutoff)
+            .await?
+        {
             let Some((doc, _)) = self.records.get(&key).await? else {
                 continue;
             };
@@ -676,7 +686,11 @@ impl Service {
                 purged += 1;
             }
         }
-        for key in self.records.list("idempotency/").await? {
+        for key in self
+            .records
+            .list_written_before("idempotency/", cutoff)
+            .await?
+        {
             if let Some((doc, _)) = self.records.get(&key).await? {
                 match from_json::<IdempotencyEntry>(&doc) {
                     Ok(e) if e.expiration_date_time > now => {}

@@ -166,7 +166,11 @@ impl RecordStore for BlobRecordStore {
         }
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+    async fn list_written_before(
+        &self,
+        prefix: &str,
+        cutoff: OffsetDateTime,
+    ) -> Result<Vec<String>, StoreError> {
         let mut pages = self
             .container
             .list_blobs()
@@ -176,6 +180,11 @@ impl RecordStore for BlobRecordStore {
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| store_error("list records", &e))?;
             for blob in page.blobs.blobs() {
+                // Last-Modified has whole seconds: a document may be listed up to a second
+                // early, which only costs the sweep one read.
+                if blob.properties.last_modified >= cutoff {
+                    continue;
+                }
                 if let Some(key) = blob.name.strip_suffix(".json") {
                     keys.push(key.to_string());
                 }
