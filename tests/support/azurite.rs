@@ -66,11 +66,27 @@ impl Azurite {
             workdir,
             child: None,
         };
+        // A free port can be taken by another process between the probe and Azurite's bind
+        // (tests run in parallel): on an early exit, try again on fresh ports.
+        for _ in 0..4 {
+            if a.try_spawn().is_ok() {
+                return a;
+            }
+            a.blob_port = free_port();
+            a.queue_port = free_port();
+            a.table_port = free_port();
+        }
         a.spawn();
         a
     }
 
     fn spawn(&mut self) {
+        if let Err(e) = self.try_spawn() {
+            panic!("{e}");
+        }
+    }
+
+    fn try_spawn(&mut self) -> Result<(), String> {
         let mut cmd = Command::new(binary());
         cmd.args([
             "--silent",
@@ -109,7 +125,7 @@ impl Azurite {
                 break;
             }
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("Azurite exited at start-up ({status})");
+                return Err(format!("Azurite exited at start-up ({status})"));
             }
             assert!(
                 Instant::now() < deadline,
@@ -118,6 +134,7 @@ impl Azurite {
             std::thread::sleep(Duration::from_millis(50));
         }
         self.child = Some(child);
+        Ok(())
     }
 
     /// A connection string with explicit endpoints on this instance's ports.
