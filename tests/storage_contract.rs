@@ -74,6 +74,7 @@ contract!(
     records_list_by_prefix_and_age,
     results_are_written_once_and_streamed_exactly,
     queue_hides_received_messages_until_the_timeout,
+    queue_extend_keeps_a_message_hidden_and_renews_its_receipt,
     queue_delete_and_dead_letter,
 );
 
@@ -234,6 +235,51 @@ async fn queue_hides_received_messages_until_the_timeout(b: Backend) {
     // The first delivery's receipt is stale now.
     assert!(q.delete(&got[0].receipt).await.is_err());
     q.delete(&again[0].receipt).await.unwrap();
+}
+
+async fn queue_extend_keeps_a_message_hidden_and_renews_its_receipt(b: Backend) {
+    let q = &b.storage.queue;
+    q.send("{\"n\":\"kept\"}").await.unwrap();
+    q.send("{\"n\":\"witness\"}").await.unwrap();
+    let got = q.receive(32, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(got.len(), 2);
+    let kept = got.iter().find(|d| d.text.contains("kept")).unwrap();
+    let renewed = q
+        .extend(&kept.receipt, &kept.text, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(renewed.message_id, kept.receipt.message_id);
+    assert_ne!(renewed.pop_receipt, kept.receipt.pop_receipt);
+    // The witness was hidden for the same second; once it is back, that second is over and
+    // only the extension still hides the other message.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let back = loop {
+        let got = q.receive(32, Duration::from_secs(30)).await.unwrap();
+        if !got.is_empty() {
+            break got;
+        }
+        assert!(Instant::now() < deadline, "the witness never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(back.len(), 1, "the extended message stays hidden");
+    assert!(back[0].text.contains("witness"));
+    // The receipt an update replaced is spent, for updates and deletes alike.
+    assert!(matches!(
+        q.extend(&kept.receipt, &kept.text, Duration::from_secs(60))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        q.delete(&kept.receipt).await,
+        Err(StoreError::NotFound)
+    ));
+    q.delete(&renewed).await.unwrap();
+    q.delete(&back[0].receipt).await.unwrap();
+    assert!(q
+        .receive(32, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn queue_delete_and_dead_letter(b: Backend) {

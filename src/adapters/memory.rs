@@ -265,6 +265,29 @@ impl WorkQueue for MemoryWorkQueue {
         Ok(out)
     }
 
+    async fn extend(
+        &self,
+        receipt: &Receipt,
+        _text: &str,
+        visibility: Duration,
+    ) -> Result<Receipt, StoreError> {
+        let mut state = lock(&self.state);
+        let m = state
+            .messages
+            .iter_mut()
+            .find(|m| {
+                m.id.to_string() == receipt.message_id
+                    && m.pop_receipt.to_string() == receipt.pop_receipt
+            })
+            .ok_or(StoreError::NotFound)?;
+        m.pop_receipt = next_version();
+        m.visible_at = Instant::now() + visibility;
+        Ok(Receipt {
+            message_id: receipt.message_id.clone(),
+            pop_receipt: m.pop_receipt.to_string(),
+        })
+    }
+
     async fn delete(&self, receipt: &Receipt) -> Result<(), StoreError> {
         let mut state = lock(&self.state);
         let found = state.messages.iter().position(|m| {

@@ -114,6 +114,15 @@ pub trait WorkQueue: Send + Sync + 'static {
     async fn send(&self, text: &str) -> Result<(), StoreError>;
     /// Receives up to `max` visible messages and hides them for `visibility`.
     async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, StoreError>;
+    /// Keeps a delivered message hidden for `visibility` from now (Update Message), so a
+    /// message still being worked on is not delivered again. Answers the new receipt; the old
+    /// one is spent. `NotFound` when the receipt is stale (the message was received again).
+    async fn extend(
+        &self,
+        receipt: &Receipt,
+        text: &str,
+        visibility: Duration,
+    ) -> Result<Receipt, StoreError>;
     /// Deletes a delivered message (after its work is safely recorded).
     async fn delete(&self, receipt: &Receipt) -> Result<(), StoreError>;
     /// Moves a delivered message to the poison queue (`<queue>-poison`), as the Functions host does.

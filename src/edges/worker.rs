@@ -2,7 +2,8 @@
 //! when there is no host. Receives with a visibility timeout, deletes a message only once its
 //! outcome is recorded (a crash loses nothing), retries transient failures after the timeout,
 //! dead-letters on the last attempt, and wakes at once for this process's own submissions.
-//! Like the host's queue trigger, it fetches a new batch only once the messages in hand have
+//! Like the host's queue trigger, it keeps a message hidden while working on it (renewing its
+//! visibility), and it fetches a new batch only once the messages in hand have
 //! fallen to half the concurrency (`newBatchThreshold`), so a busy worker makes few large
 //! receive calls instead of one per finished message.
 
@@ -14,7 +15,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::config::WorkerSettings;
-use crate::domain::ports::Delivery;
+use crate::domain::ports::{Delivery, StoreError};
 use crate::domain::service::Outcome;
 use crate::domain::Service;
 
@@ -54,8 +55,9 @@ pub async fn run(
                         break;
                     };
                     let service = service.clone();
+                    let visibility = settings.visibility_timeout;
                     in_flight.spawn(async move {
-                        handle(&service, delivery).await;
+                        handle(&service, delivery, visibility).await;
                         drop(permit);
                     });
                 }
@@ -83,12 +85,53 @@ pub async fn run(
     while in_flight.join_next().await.is_some() {}
 }
 
-async fn handle(service: &Service, delivery: Delivery) {
+/// Processes one delivery, keeping its message hidden meanwhile, then deletes it, leaves it
+/// for a retry, or dead-letters it.
+async fn handle(service: &Service, delivery: Delivery, visibility: Duration) {
     let queue = service.queue();
-    match service
-        .process(&delivery.text, delivery.dequeue_count)
-        .await
-    {
+    let (done_tx, mut done) = watch::channel(false);
+    let work = async {
+        let outcome = service
+            .process(&delivery.text, delivery.dequeue_count)
+            .await;
+        let _ = done_tx.send(true);
+        outcome
+    };
+    // As the host's queue trigger does: while the work runs, the message's visibility is
+    // renewed halfway through each timeout, so slow storage never makes a message being worked
+    // on visible to a second consumer. A renewal in progress finishes before the receipt is
+    // used, because each renewal spends the receipt before it.
+    let renew = async {
+        let mut receipt = delivery.receipt.clone();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(visibility / 2) => {}
+                _ = done.changed() => return receipt,
+            }
+            match queue.extend(&receipt, &delivery.text, visibility).await {
+                Ok(renewed) => receipt = renewed,
+                Err(StoreError::NotFound) => {
+                    warn!(
+                        message_id = %receipt.message_id,
+                        "a message being worked on was delivered again; no longer renewing it"
+                    );
+                    let _ = done.changed().await;
+                    return receipt;
+                }
+                Err(e) => warn!(
+                    message_id = %receipt.message_id,
+                    error = %e,
+                    "could not renew a message's visibility; retrying"
+                ),
+            }
+        }
+    };
+    let (outcome, receipt) = tokio::join!(work, renew);
+    let delivery = Delivery {
+        receipt,
+        ..delivery
+    };
+    match outcome {
         Outcome::Done => {
             if let Err(e) = queue.delete(&delivery.receipt).await {
                 // The message comes back after its timeout; processing it again changes nothing.
@@ -104,6 +147,7 @@ async fn handle(service: &Service, delivery: Delivery) {
                 warn!(error = %e, "could not move a message to the poison queue");
             }
         }
+        // Comes back once the last renewal's timeout is over.
         Outcome::Retry => {}
     }
 }

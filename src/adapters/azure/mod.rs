@@ -131,6 +131,8 @@ fn store_error(what: &str, e: &azure_core::Error) -> StoreError {
                 // not "no such record" but an outage, which the adapters heal by re-creating it.
                 404 if is_missing_parent(e) => StoreError::Unavailable(msg),
                 404 => StoreError::NotFound,
+                // A pop receipt spent by a later delivery or update: that delivery is gone.
+                400 if code == "PopReceiptMismatch" => StoreError::NotFound,
                 409 => StoreError::AlreadyExists,
                 412 => StoreError::PreconditionFailed,
                 408 | 429 | 500..=599 => StoreError::Unavailable(msg),

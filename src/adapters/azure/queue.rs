@@ -103,6 +103,27 @@ impl WorkQueue for StorageQueue {
             .collect())
     }
 
+    async fn extend(
+        &self,
+        receipt: &Receipt,
+        text: &str,
+        visibility: Duration,
+    ) -> Result<Receipt, StoreError> {
+        // The crate's Update Message always sends a body; it is the text as it was sent.
+        self.queue
+            .pop_receipt_client(PopReceipt::new(
+                receipt.message_id.clone(),
+                receipt.pop_receipt.clone(),
+            ))
+            .update(encode(text), VisibilityTimeout::new(visibility))
+            .await
+            .map(|r| Receipt {
+                message_id: receipt.message_id.clone(),
+                pop_receipt: r.pop_receipt,
+            })
+            .map_err(|e| store_error("extend message visibility", &e))
+    }
+
     async fn delete(&self, receipt: &Receipt) -> Result<(), StoreError> {
         self.queue
             .pop_receipt_client(PopReceipt::new(

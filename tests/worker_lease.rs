@@ -1,0 +1,162 @@
+//! The standalone worker's hold on a message: work that outlasts the visibility timeout keeps
+//! its message hidden (renewed, as the host's queue trigger does), so slow storage or slow work
+//! never hands the same message to a second consumer, and the message is deleted with the
+//! receipt of its last renewal.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{json, Map, Value};
+use tokio::sync::{watch, Notify};
+
+use async_request_reply::adapters::memory::{
+    MemoryRecordStore, MemoryResultStore, MemoryWorkQueue,
+};
+use async_request_reply::config::WorkerSettings;
+use async_request_reply::domain::ports::{Delivery, Receipt, StoreError, SystemClock, WorkQueue};
+use async_request_reply::domain::service::SubmitRequest;
+use async_request_reply::domain::work::{SampleWork, Work, WorkError, WorkInput, WorkOutput};
+use async_request_reply::domain::{Service, ServiceSettings, Status};
+use async_request_reply::edges::worker;
+
+/// A queue that counts what the worker does with it.
+#[derive(Default)]
+struct CountingQueue {
+    inner: MemoryWorkQueue,
+    delivered: AtomicUsize,
+    extended: AtomicUsize,
+    deleted: AtomicUsize,
+}
+
+#[async_trait]
+impl WorkQueue for CountingQueue {
+    async fn send(&self, text: &str) -> Result<(), StoreError> {
+        self.inner.send(text).await
+    }
+    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, StoreError> {
+        let got = self.inner.receive(max, visibility).await?;
+        self.delivered.fetch_add(got.len(), Ordering::SeqCst);
+        Ok(got)
+    }
+    async fn extend(
+        &self,
+        receipt: &Receipt,
+        text: &str,
+        visibility: Duration,
+    ) -> Result<Receipt, StoreError> {
+        let renewed = self.inner.extend(receipt, text, visibility).await?;
+        self.extended.fetch_add(1, Ordering::SeqCst);
+        Ok(renewed)
+    }
+    async fn delete(&self, receipt: &Receipt) -> Result<(), StoreError> {
+        self.inner.delete(receipt).await?;
+        self.deleted.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    async fn dead_letter(&self, delivery: &Delivery) -> Result<(), StoreError> {
+        self.inner.dead_letter(delivery).await
+    }
+}
+
+/// Work that holds until it is let go.
+#[derive(Default)]
+struct GatedWork {
+    started: Notify,
+    go: Notify,
+}
+
+#[async_trait]
+impl Work for GatedWork {
+    async fn perform(&self, input: WorkInput) -> Result<WorkOutput, WorkError> {
+        self.started.notify_one();
+        self.go.notified().await;
+        SampleWork::default().perform(input).await
+    }
+}
+
+/// Polls `done` every 20 ms for at most `within`.
+async fn until(what: &str, within: Duration, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_outlasting_the_visibility_timeout_keeps_its_message_hidden() {
+    let queue = Arc::new(CountingQueue::default());
+    let work = Arc::new(GatedWork::default());
+    let service = Arc::new(Service::new(
+        Arc::new(MemoryRecordStore::new()),
+        Arc::new(MemoryResultStore::new()),
+        queue.clone(),
+        work.clone(),
+        Arc::new(SystemClock),
+        ServiceSettings::default(),
+    ));
+    let visibility = Duration::from_secs(1);
+    let settings = WorkerSettings {
+        concurrency: 4,
+        visibility_timeout: visibility,
+        max_poll_interval: Duration::from_millis(100),
+    };
+    let (stop, stopped) = watch::channel(false);
+    let running = tokio::spawn(worker::run(service.clone(), settings, stopped));
+
+    let Value::Object(record) = json!({ "id": "1", "customername": "Contoso" }) else {
+        unreachable!()
+    };
+    let accepted = service
+        .submit(
+            SubmitRequest {
+                record: Map::clone(&record),
+                idempotency_key: None,
+                traceparent: None,
+            },
+            &|id| format!("http://localhost/api/RequestStatus/{id}"),
+        )
+        .await
+        .expect("accepted");
+    let id = accepted.operation.id;
+    tokio::time::timeout(Duration::from_secs(10), work.started.notified())
+        .await
+        .expect("the worker starts the work");
+    let received_at = Instant::now();
+
+    // Three renewals, half a timeout apart, take the work well past the first timeout.
+    until("three renewals", Duration::from_secs(10), || {
+        queue.extended.load(Ordering::SeqCst) >= 3
+    })
+    .await;
+    assert!(received_at.elapsed() > visibility);
+    assert!(
+        queue
+            .inner
+            .receive(32, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a message being worked on past its timeout is visible again"
+    );
+    assert_eq!(queue.delivered.load(Ordering::SeqCst), 1);
+
+    work.go.notify_one();
+    until("the message's deletion", Duration::from_secs(10), || {
+        queue.deleted.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(service.get(id).await.unwrap().status, Status::Succeeded);
+    assert_eq!(queue.delivered.load(Ordering::SeqCst), 1);
+
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the worker stops")
+        .unwrap();
+}
