@@ -115,6 +115,7 @@ impl Config {
         let request_timeout =
             Duration::from_millis(v.number("STORAGE_TIMEOUT_MS", 3000, 100, 120_000)?);
         let max_retries = v.number("STORAGE_MAX_RETRIES", 2, 0, 10)? as u32;
+        let max_concurrent_calls = v.number("STORAGE_MAX_CONCURRENT_CALLS", 32, 1, 4096)? as usize;
         let storage = match v.get("AzureWebJobsStorage") {
             None => StorageConfig::Memory,
             Some(conn) => StorageConfig::Azure(AzureSettings {
@@ -125,6 +126,7 @@ impl Config {
                 records_container,
                 request_timeout,
                 max_retries,
+                max_concurrent_calls,
             }),
         };
         let public_base_url = match v.get("PUBLIC_BASE_URL") {

@@ -38,6 +38,18 @@ struct Tally {
     refused_503: AtomicUsize,
     server_errors: AtomicUsize,
     connection_errors: AtomicUsize,
+    /// Status requests answered `503` while waiting for results.
+    status_503: AtomicUsize,
+}
+
+/// The wait a `202` or `503` asks for (`Retry-After`, in seconds), as a polite client obeys it.
+fn retry_after(r: &reqwest::Response) -> Duration {
+    r.headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s.min(5)))
+        .unwrap_or(Duration::from_millis(100))
 }
 
 /// Submits `n` records at `concurrency`, each with its own Idempotency-Key and retried (as a
@@ -59,6 +71,7 @@ async fn submit_all(
             async move {
                 let record_id = format!("soak-{i}");
                 let key = format!("{}-{i}", std::process::id());
+                let mut wait = Duration::from_millis(100);
                 loop {
                     assert!(start.elapsed() < deadline, "submission {i} never accepted");
                     let url = format!("{}/api/AsyncProcessingWorkAcceptor", base.lock().unwrap());
@@ -83,6 +96,7 @@ async fn submit_all(
                                 "503 without Retry-After"
                             );
                             tally.refused_503.fetch_add(1, Ordering::Relaxed);
+                            wait = retry_after(&r);
                         }
                         Ok(r) => {
                             tally.server_errors.fetch_add(1, Ordering::Relaxed);
@@ -92,7 +106,7 @@ async fn submit_all(
                             tally.connection_errors.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(wait).await;
                 }
             }
         })
@@ -107,6 +121,7 @@ async fn collect_results(
     accepted: &[Accepted],
     concurrency: usize,
     deadline: Duration,
+    tally: &Tally,
 ) -> HashMap<String, Vec<u8>> {
     let http = client();
     let start = Instant::now();
@@ -122,7 +137,7 @@ async fn collect_results(
                         a.record_id
                     );
                     let url = format!("{}?OnComplete=Stream", a.status_url);
-                    match http.get(&url).send().await {
+                    let wait = match http.get(&url).send().await {
                         Ok(r) if r.status() == StatusCode::OK => {
                             let bytes = r.bytes().await.unwrap().to_vec();
                             let result: Value = serde_json::from_slice(&bytes).unwrap();
@@ -133,12 +148,15 @@ async fn collect_results(
                             );
                             return (a.status_url, bytes);
                         }
-                        Ok(r) if r.status() == StatusCode::ACCEPTED => {}
-                        Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE => {}
+                        Ok(r) if r.status() == StatusCode::ACCEPTED => retry_after(&r),
+                        Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                            tally.status_503.fetch_add(1, Ordering::Relaxed);
+                            retry_after(&r)
+                        }
                         Ok(r) => panic!("{}: unexpected {}", a.status_url, r.status()),
-                        Err(_) => {} // restarting
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                        Err(_) => Duration::from_millis(100), // restarting
+                    };
+                    tokio::time::sleep(wait).await;
                 }
             }
         })
@@ -183,22 +201,30 @@ fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)
 async fn soak_every_accepted_request_completes() {
     let n = env_number("SOAK_REQUESTS", 400);
     let azurite = Azurite::start_persistent();
-    let env = standalone_env(&azurite.connection_string());
-    let handler = Handler::start_standalone(&as_refs(&env)).await;
+    let mut env = standalone_env(&azurite.connection_string());
+    // Production's visibility timeout: a soak is sustained load, not a crash test.
+    env.retain(|(name, _)| *name != "VISIBILITY_TIMEOUT_SECONDS");
+    let log = std::env::temp_dir().join(format!("soak-handler-{}.log", std::process::id()));
+    let handler = Handler::start_standalone_logged(&as_refs(&env), log.clone()).await;
     let tally = Arc::new(Tally::default());
     let started = Instant::now();
     let base = Arc::new(Mutex::new(handler.base.clone()));
     let accepted = submit_all(base, n, 64, tally.clone(), allowance(n)).await;
     let submitted_in = started.elapsed();
-    let results = collect_results(&accepted, 64, allowance(n)).await;
+    let results = collect_results(&accepted, 64, allowance(n), &tally).await;
     let lost = accepted.len() - results.len();
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    let warnings = log_text.lines().filter(|l| l.contains(" WARN ")).count();
     println!(
         "soak: {n} requests at concurrency 64: accepted {} / completed {} / lost {lost}; \
-         5xx {} (503 {}); submitted in {:.1} s, all done in {:.1} s",
+         other 5xx {}; 503 to submissions {}, to status requests {}; warnings logged {warnings} \
+         ({}); submitted in {:.1} s, all done in {:.1} s",
         accepted.len(),
         results.len(),
         tally.server_errors.load(Ordering::Relaxed),
         tally.refused_503.load(Ordering::Relaxed),
+        tally.status_503.load(Ordering::Relaxed),
+        log.display(),
         submitted_in.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
@@ -206,7 +232,7 @@ async fn soak_every_accepted_request_completes() {
     assert_eq!(lost, 0);
     assert_eq!(tally.server_errors.load(Ordering::Relaxed), 0);
     assert_eq!(
-        tally.refused_503.load(Ordering::Relaxed),
+        tally.refused_503.load(Ordering::Relaxed) + tally.status_503.load(Ordering::Relaxed),
         0,
         "503s without an outage"
     );
@@ -241,9 +267,9 @@ async fn kill_9_three_times_during_load_loses_nothing() {
         kills += 1;
     }
     let accepted = load.await.unwrap();
-    let results = collect_results(&accepted, 32, allowance(n)).await;
+    let results = collect_results(&accepted, 32, allowance(n), &tally).await;
     // Read every result again: a result is written once, so it never changes.
-    let again = collect_results(&accepted, 32, Duration::from_secs(120)).await;
+    let again = collect_results(&accepted, 32, Duration::from_secs(120), &tally).await;
     let changed = results
         .iter()
         .filter(|(url, bytes)| again.get(*url) != Some(*bytes))
@@ -666,6 +692,7 @@ fn bad_settings_stop_startup_naming_the_setting() {
         ("MAX_DEQUEUE_COUNT", "0"),
         ("STORAGE_TIMEOUT_MS", "5"),
         ("STORAGE_MAX_RETRIES", "lots"),
+        ("STORAGE_MAX_CONCURRENT_CALLS", "0"),
         ("RECORDS_CONTAINER", "-bad-"),
         ("LOG_FORMAT", "xml"),
         ("TRUST_FORWARDED_HEADERS", "maybe"),

@@ -27,6 +27,7 @@ fn settings(conn: &str, timeout_ms: u64, retries: u32) -> AzureSettings {
         records_container: "operations".into(),
         request_timeout: Duration::from_millis(timeout_ms),
         max_retries: retries,
+        max_concurrent_calls: 32,
     }
 }
 

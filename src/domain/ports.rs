@@ -129,6 +129,24 @@ pub trait WorkQueue: Send + Sync + 'static {
     async fn dead_letter(&self, delivery: &Delivery) -> Result<(), StoreError>;
 }
 
+tokio::task_local! {
+    static FOR_ACCEPTED_WORK: ();
+}
+
+/// Runs `f` as work on behalf of operations already accepted (processing a message, keeping it
+/// hidden, deleting it). Adapters that make calls wait for a free slot let these calls
+/// through: their number is already bounded by the worker's concurrency (or the host's batch
+/// size), and a promise made with a `202` must never wait behind status polls. A task-local, so
+/// it reaches the adapters without every port taking a flag; spawned tasks must set it again.
+pub async fn for_accepted_work<F: std::future::Future>(f: F) -> F::Output {
+    FOR_ACCEPTED_WORK.scope((), f).await
+}
+
+/// Whether the running task is inside [`for_accepted_work`].
+pub fn is_for_accepted_work() -> bool {
+    FOR_ACCEPTED_WORK.try_with(|_| ()).is_ok()
+}
+
 /// The wall clock, injectable so time-dependent rules are testable without sleeping.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> OffsetDateTime;

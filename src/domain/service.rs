@@ -17,7 +17,9 @@ use super::error::DomainError;
 use super::message::{Payload, WorkMessage};
 use super::notifier::Notifier;
 use super::operation::{AlreadyEnded, Operation, OperationError, OperationId, Status};
-use super::ports::{Clock, ETag, RecordStore, ResultBody, ResultStore, StoreError, WorkQueue};
+use super::ports::{
+    for_accepted_work, Clock, ETag, RecordStore, ResultBody, ResultStore, StoreError, WorkQueue,
+};
 use super::submission;
 use super::work::{Work, WorkError, WorkInput};
 
@@ -466,6 +468,10 @@ impl Service {
     /// Processes one delivery of a work message. `dequeue_count` is this delivery's number
     /// (1 on the first); on the last allowed one a transient failure fails the operation.
     pub async fn process(&self, text: &str, dequeue_count: u32) -> Outcome {
+        for_accepted_work(self.process_delivery(text, dequeue_count)).await
+    }
+
+    async fn process_delivery(&self, text: &str, dequeue_count: u32) -> Outcome {
         let message = match WorkMessage::decode(text) {
             Ok(m) => m,
             Err(e) => {

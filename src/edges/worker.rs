@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::config::WorkerSettings;
-use crate::domain::ports::{Delivery, StoreError};
+use crate::domain::ports::{for_accepted_work, Delivery, StoreError};
 use crate::domain::service::Outcome;
 use crate::domain::Service;
 
@@ -43,11 +43,9 @@ pub async fn run(
         }
         // The queue API returns at most 32 messages a call.
         let batch = free.min(32);
-        match service
-            .queue()
-            .receive(batch, settings.visibility_timeout)
-            .await
-        {
+        let received =
+            for_accepted_work(service.queue().receive(batch, settings.visibility_timeout)).await;
+        match received {
             Ok(deliveries) if !deliveries.is_empty() => {
                 idle = min_poll;
                 for delivery in deliveries {
@@ -56,10 +54,10 @@ pub async fn run(
                     };
                     let service = service.clone();
                     let visibility = settings.visibility_timeout;
-                    in_flight.spawn(async move {
+                    in_flight.spawn(for_accepted_work(async move {
                         handle(&service, delivery, visibility).await;
                         drop(permit);
-                    });
+                    }));
                 }
             }
             Ok(_) => {

@@ -6,6 +6,7 @@
 mod blobs;
 mod connection;
 mod queue;
+mod transport;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +35,9 @@ pub struct AzureSettings {
     pub request_timeout: Duration,
     /// Retries of a failed call (with a short exponential backoff).
     pub max_retries: u32,
+    /// The most calls in flight to storage at once; the limit adapts below it to storage's
+    /// latency, and calls past it wait (at most `request_timeout`) for a slot.
+    pub max_concurrent_calls: usize,
 }
 
 /// The three adapters, connected.
@@ -54,7 +58,11 @@ impl AzureStorage {
             .connect_timeout(settings.request_timeout.min(Duration::from_secs(2)))
             .build()
             .map_err(|e| StoreError::Fatal(format!("cannot build an HTTP client: {e}")))?;
-        let transport = TransportOptions::new(Arc::new(http));
+        let transport = TransportOptions::new(Arc::new(transport::LimitedTransport::new(
+            http,
+            settings.max_concurrent_calls,
+            settings.request_timeout,
+        )));
         let retry = RetryOptions::exponential(
             ExponentialRetryOptions::default()
                 .max_retries(settings.max_retries)

@@ -169,7 +169,11 @@ impl Problem {
                 "Idempotency-Key reused with a different body",
                 e.to_string(),
             ),
-            DomainError::Unavailable(_) => Self::unavailable(retry_after),
+            DomainError::Unavailable(reason) => {
+                // The reason names the storage call, never a key or a signature.
+                tracing::warn!(%reason, "answering 503: storage unavailable");
+                Self::unavailable(retry_after)
+            }
             DomainError::Internal(_) => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal-error",
