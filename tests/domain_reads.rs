@@ -2,6 +2,8 @@
 //! call (about a millisecond on Azurite, more on Azure), so the ones the service avoids are
 //! pinned here, together with the races that make avoiding them delicate.
 
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,8 +21,10 @@ use async_request_reply::domain::ports::{
     Clock, ETag, RecordStore, ResultStore, StoreError, SystemClock, WorkQueue,
 };
 use async_request_reply::domain::service::{Outcome, SubmitRequest};
-use async_request_reply::domain::work::{SampleWork, Work, WorkError, WorkInput, WorkOutput};
+use async_request_reply::domain::work::{SampleWork, Work};
 use async_request_reply::domain::{OperationId, Service, ServiceSettings, Status};
+
+use support::work::GatedWork;
 
 /// A clock the test moves.
 struct ManualClock(Mutex<OffsetDateTime>);
@@ -70,21 +74,6 @@ impl RecordStore for CountingRecords {
         cutoff: OffsetDateTime,
     ) -> Result<Vec<String>, StoreError> {
         self.inner.list_written_before(prefix, cutoff).await
-    }
-}
-
-/// Work that holds until it is let go, so a test can act while an operation is `Running`.
-struct GatedWork {
-    started: Notify,
-    go: Notify,
-}
-
-#[async_trait]
-impl Work for GatedWork {
-    async fn perform(&self, input: WorkInput) -> Result<WorkOutput, WorkError> {
-        self.started.notify_one();
-        self.go.notified().await;
-        SampleWork::default().perform(input).await
     }
 }
 

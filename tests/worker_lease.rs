@@ -3,13 +3,15 @@
 //! never hands the same message to a second consumer, and the message is deleted with the
 //! receipt of its last renewal.
 
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use async_request_reply::adapters::memory::{
     MemoryRecordStore, MemoryResultStore, MemoryWorkQueue,
@@ -17,9 +19,10 @@ use async_request_reply::adapters::memory::{
 use async_request_reply::config::WorkerSettings;
 use async_request_reply::domain::ports::{Delivery, Receipt, StoreError, SystemClock, WorkQueue};
 use async_request_reply::domain::service::SubmitRequest;
-use async_request_reply::domain::work::{SampleWork, Work, WorkError, WorkInput, WorkOutput};
 use async_request_reply::domain::{Service, ServiceSettings, Status};
 use async_request_reply::edges::worker;
+
+use support::work::GatedWork;
 
 /// A queue that counts what the worker does with it.
 #[derive(Default)]
@@ -57,22 +60,6 @@ impl WorkQueue for CountingQueue {
     }
     async fn dead_letter(&self, delivery: &Delivery) -> Result<(), StoreError> {
         self.inner.dead_letter(delivery).await
-    }
-}
-
-/// Work that holds until it is let go.
-#[derive(Default)]
-struct GatedWork {
-    started: Notify,
-    go: Notify,
-}
-
-#[async_trait]
-impl Work for GatedWork {
-    async fn perform(&self, input: WorkInput) -> Result<WorkOutput, WorkError> {
-        self.started.notify_one();
-        self.go.notified().await;
-        SampleWork::default().perform(input).await
     }
 }
 

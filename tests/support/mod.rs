@@ -5,3 +5,4 @@
 pub mod app;
 pub mod azurite;
 pub mod host;
+pub mod work;

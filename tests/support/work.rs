@@ -1,0 +1,22 @@
+//! Work for tests that need an operation to stay `Running` until they say so.
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use async_request_reply::domain::work::{SampleWork, Work, WorkError, WorkInput, WorkOutput};
+
+/// Work that signals `started`, then holds until `go` is notified, then does the sample work.
+#[derive(Default)]
+pub struct GatedWork {
+    pub started: Notify,
+    pub go: Notify,
+}
+
+#[async_trait]
+impl Work for GatedWork {
+    async fn perform(&self, input: WorkInput) -> Result<WorkOutput, WorkError> {
+        self.started.notify_one();
+        self.go.notified().await;
+        SampleWork::default().perform(input).await
+    }
+}
