@@ -1,7 +1,9 @@
 //! Azure Storage adapters (the community `azure_storage_*` 0.21 crates): operation records as
 //! JSON blobs with ETags, results as write-once blobs with SAS read links, and the work queue
 //! with base64 message text. Every call is bounded by a timeout and a short retry policy, so an
-//! outage surfaces as `StoreError::Unavailable` in seconds, not minutes.
+//! outage surfaces as `StoreError::Unavailable` in seconds, not minutes; request-path calls also
+//! wait for a slot under an adaptive in-flight limit (`transport`), so slow storage gets fewer
+//! calls, not a pile of abandoned ones.
 
 mod blobs;
 mod connection;

@@ -170,8 +170,8 @@ impl Problem {
                 e.to_string(),
             ),
             DomainError::Unavailable(reason) => {
-                // The reason names the storage call, never a key or a signature.
-                tracing::warn!(%reason, "answering 503: storage unavailable");
+                // The reason names the storage call (or the contention), never a key or a signature.
+                tracing::warn!(%reason, "answering 503: the service cannot complete this now");
                 Self::unavailable(retry_after)
             }
             DomainError::Internal(_) => Self::new(
