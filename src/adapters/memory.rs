@@ -193,6 +193,14 @@ struct QueuedMessage {
     pop_receipt: u64,
 }
 
+impl QueuedMessage {
+    /// Whether `receipt` is this message's current one (a later delivery or update spends it).
+    fn held_by(&self, receipt: &Receipt) -> bool {
+        self.id.to_string() == receipt.message_id
+            && self.pop_receipt.to_string() == receipt.pop_receipt
+    }
+}
+
 #[derive(Debug, Default)]
 struct QueueState {
     messages: Vec<QueuedMessage>,
@@ -275,10 +283,7 @@ impl WorkQueue for MemoryWorkQueue {
         let m = state
             .messages
             .iter_mut()
-            .find(|m| {
-                m.id.to_string() == receipt.message_id
-                    && m.pop_receipt.to_string() == receipt.pop_receipt
-            })
+            .find(|m| m.held_by(receipt))
             .ok_or(StoreError::NotFound)?;
         m.pop_receipt = next_version();
         m.visible_at = Instant::now() + visibility;
@@ -290,10 +295,7 @@ impl WorkQueue for MemoryWorkQueue {
 
     async fn delete(&self, receipt: &Receipt) -> Result<(), StoreError> {
         let mut state = lock(&self.state);
-        let found = state.messages.iter().position(|m| {
-            m.id.to_string() == receipt.message_id
-                && m.pop_receipt.to_string() == receipt.pop_receipt
-        });
+        let found = state.messages.iter().position(|m| m.held_by(receipt));
         match found {
             Some(i) => {
                 state.messages.remove(i);

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use azure_storage_queues::prelude::{NumberOfMessages, PopReceipt, QueueClient, VisibilityTimeout};
+use azure_storage_queues::PopReceiptClient;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
@@ -30,6 +31,14 @@ impl StorageQueue {
             }
         }
         Ok(())
+    }
+
+    /// The client for one delivered message, addressed by its receipt.
+    fn delivered(&self, receipt: &Receipt) -> PopReceiptClient {
+        self.queue.pop_receipt_client(PopReceipt::new(
+            receipt.message_id.clone(),
+            receipt.pop_receipt.clone(),
+        ))
     }
 
     /// Re-creates the queues found missing, so work can be queued again.
@@ -110,11 +119,7 @@ impl WorkQueue for StorageQueue {
         visibility: Duration,
     ) -> Result<Receipt, StoreError> {
         // The crate's Update Message always sends a body; it is the text as it was sent.
-        self.queue
-            .pop_receipt_client(PopReceipt::new(
-                receipt.message_id.clone(),
-                receipt.pop_receipt.clone(),
-            ))
+        self.delivered(receipt)
             .update(encode(text), VisibilityTimeout::new(visibility))
             .await
             .map(|r| Receipt {
@@ -125,11 +130,7 @@ impl WorkQueue for StorageQueue {
     }
 
     async fn delete(&self, receipt: &Receipt) -> Result<(), StoreError> {
-        self.queue
-            .pop_receipt_client(PopReceipt::new(
-                receipt.message_id.clone(),
-                receipt.pop_receipt.clone(),
-            ))
+        self.delivered(receipt)
             .delete()
             .await
             .map(|_| ())

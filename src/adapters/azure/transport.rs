@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use crate::domain::ports::is_for_accepted_work;
 
-/// The limit never falls below this, so requests always make progress.
+/// The limit never falls below this (or the maximum, if smaller), so requests keep moving.
 const MIN_LIMIT: usize = 2;
 
 #[derive(Debug)]
@@ -71,6 +71,7 @@ impl HttpClient for LimitedTransport {
 pub(crate) struct AdaptiveLimit {
     slots: Semaphore,
     state: Mutex<LimitState>,
+    min: usize,
     max: usize,
     /// Calls slower than this shrink the limit.
     target: Duration,
@@ -95,6 +96,7 @@ impl AdaptiveLimit {
                 slots: max,
                 last_decrease: None,
             }),
+            min: MIN_LIMIT.min(max),
             max,
             target,
         }
@@ -115,13 +117,13 @@ impl AdaptiveLimit {
         if took > self.target {
             // At most one decrease per target interval: a burst of slow answers is one signal.
             if s.last_decrease.is_none_or(|at| now - at >= self.target) {
-                s.limit = (s.limit * 0.75).max(MIN_LIMIT.min(self.max) as f64);
+                s.limit = (s.limit * 0.75).max(self.min as f64);
                 s.last_decrease = Some(now);
             }
         } else {
             s.limit = (s.limit + 1.0 / s.limit).min(self.max as f64);
         }
-        let want = (s.limit.floor() as usize).clamp(MIN_LIMIT.min(self.max), self.max);
+        let want = (s.limit.floor() as usize).clamp(self.min, self.max);
         if s.slots > want {
             slot.forget();
             s.slots -= 1;
