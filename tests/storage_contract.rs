@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use async_request_reply::adapters::azure::{AzureSettings, AzureStorage, StorageConnection};
 use async_request_reply::app::Storage;
-use async_request_reply::domain::ports::{PutOutcome, StoreError};
+use async_request_reply::domain::ports::{Delivery, PutOutcome, StoreError, WorkQueue};
 use base64::Engine;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -207,6 +207,20 @@ async fn results_are_written_once_and_streamed_exactly(b: Backend) {
     assert!(res.open("a.blobdata").await.unwrap().is_none());
 }
 
+/// Receives (hiding for 30 s) as soon as anything is visible again; polls every 100 ms for at
+/// most 10 s, then fails naming `what`.
+async fn receive_once_back(q: &dyn WorkQueue, what: &str) -> Vec<Delivery> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = q.receive(32, Duration::from_secs(30)).await.unwrap();
+        if !got.is_empty() {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "{what} never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn queue_hides_received_messages_until_the_timeout(b: Backend) {
     let q = &b.storage.queue;
     q.send("{\"n\":1}").await.unwrap();
@@ -222,15 +236,7 @@ async fn queue_hides_received_messages_until_the_timeout(b: Backend) {
         "hidden while being worked on"
     );
     // Not deleted: it comes back after the timeout (bounded poll), one delivery later.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let again = loop {
-        let got = q.receive(32, Duration::from_secs(30)).await.unwrap();
-        if !got.is_empty() {
-            break got;
-        }
-        assert!(Instant::now() < deadline, "the message never came back");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let again = receive_once_back(q.as_ref(), "the message").await;
     assert_eq!(again[0].text, "{\"n\":1}");
     assert_eq!(again[0].dequeue_count, 2);
     // The first delivery's receipt is stale now.
@@ -253,15 +259,7 @@ async fn queue_extend_keeps_a_message_hidden_and_renews_its_receipt(b: Backend) 
     assert_ne!(renewed.pop_receipt, kept.receipt.pop_receipt);
     // The witness was hidden for the same second; once it is back, that second is over and
     // only the extension still hides the other message.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let back = loop {
-        let got = q.receive(32, Duration::from_secs(30)).await.unwrap();
-        if !got.is_empty() {
-            break got;
-        }
-        assert!(Instant::now() < deadline, "the witness never came back");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let back = receive_once_back(q.as_ref(), "the witness").await;
     assert_eq!(back.len(), 1, "the extended message stays hidden");
     assert!(back[0].text.contains("witness"));
     // The receipt an update replaced is spent, for updates and deletes alike.
