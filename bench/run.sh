@@ -143,7 +143,7 @@ start_azurite() {
   az_blob=$(port); az_queue=$(port); az_table=$(port)
   mkdir -p "$work/azurite"
   (cd "$work/azurite" && exec "$azurite_bin" --silent --inMemoryPersistence --disableTelemetry \
-    --skipApiVersionCheck --loose --blobHost 127.0.0.1 --queueHost 127.0.0.1 --tableHost 127.0.0.1 \
+    --skipApiVersionCheck --blobHost 127.0.0.1 --queueHost 127.0.0.1 --tableHost 127.0.0.1 \
     --blobPort "$az_blob" --queuePort "$az_queue" --tablePort "$az_table") >"$work/azurite.log" 2>&1 &
   azurite_pid=$!
   pids+=("$azurite_pid")

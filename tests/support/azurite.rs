@@ -88,26 +88,22 @@ impl Azurite {
 
     fn try_spawn(&mut self) -> Result<(), String> {
         let mut cmd = Command::new(binary());
-        cmd.args([
-            "--silent",
-            "--disableTelemetry",
-            "--skipApiVersionCheck",
-            "--loose",
-        ])
-        .args([
-            "--blobHost",
-            "127.0.0.1",
-            "--queueHost",
-            "127.0.0.1",
-            "--tableHost",
-            "127.0.0.1",
-        ])
-        .args(["--blobPort", &self.blob_port.to_string()])
-        .args(["--queuePort", &self.queue_port.to_string()])
-        .args(["--tablePort", &self.table_port.to_string()])
-        .current_dir(&self.workdir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+        // Strict mode, as users run Azurite: a header it refuses must fail the tests too.
+        cmd.args(["--silent", "--disableTelemetry", "--skipApiVersionCheck"])
+            .args([
+                "--blobHost",
+                "127.0.0.1",
+                "--queueHost",
+                "127.0.0.1",
+                "--tableHost",
+                "127.0.0.1",
+            ])
+            .args(["--blobPort", &self.blob_port.to_string()])
+            .args(["--queuePort", &self.queue_port.to_string()])
+            .args(["--tablePort", &self.table_port.to_string()])
+            .current_dir(&self.workdir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
         match &self.location {
             Some(dir) => {
                 cmd.arg("--location").arg(dir);
