@@ -1,8 +1,11 @@
-//! The queue message: the customer record plus the sample's fields `RequestGUID`,
-//! `RequestSubmittedAt` and `RequestStatusURL`. A record too large for one queue message
-//! travels by claim check: the payload is stored and the message carries `RequestPayloadRef`.
-//! `RequestRecordVersion`, the version (ETag) of the operation record as submitted, lets the
-//! worker start it without reading it first.
+//! The queue message: the sample's fields `RequestGUID`, `RequestSubmittedAt` and
+//! `RequestStatusURL` at the top level, and the customer record nested under `RequestRecord`.
+//! Nested, because the Functions host copies every top-level field of a JSON message into the
+//! invocation's `Metadata`, over its own keys (`DequeueCount`, `Id`, `PopReceipt`, ...): with
+//! the record one level down, nothing a client submits can change how an invocation is read.
+//! A record too large for one queue message travels by claim check: the payload is stored and
+//! the message carries `RequestPayloadRef`. `RequestRecordVersion`, the version (ETag) of the
+//! operation record as submitted, lets the worker start it without reading it first.
 
 use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
@@ -16,13 +19,17 @@ pub const REQUEST_STATUS_URL: &str = "RequestStatusURL";
 pub const REQUEST_PAYLOAD_REF: &str = "RequestPayloadRef";
 pub const REQUEST_TRACEPARENT: &str = "RequestTraceparent";
 pub const REQUEST_RECORD_VERSION: &str = "RequestRecordVersion";
-const ENVELOPE_FIELDS: [&str; 6] = [
+pub const REQUEST_RECORD: &str = "RequestRecord";
+/// Every top-level field a message of ours carries: none of them is a key the host puts in an
+/// invocation's `Metadata`, so the host's own values reach the handler unchanged.
+pub const ENVELOPE_FIELDS: [&str; 7] = [
     REQUEST_GUID,
     REQUEST_SUBMITTED_AT,
     REQUEST_STATUS_URL,
     REQUEST_PAYLOAD_REF,
     REQUEST_TRACEPARENT,
     REQUEST_RECORD_VERSION,
+    REQUEST_RECORD,
 ];
 
 /// Where the record is: in the message, or stored under a key (claim check).
@@ -56,14 +63,15 @@ pub struct UndecodableMessage {
 impl WorkMessage {
     /// The message text (JSON). The transport encoding (base64) is the queue adapter's business.
     pub fn encode(&self) -> String {
-        let mut fields = match &self.payload {
-            Payload::Inline(record) => record.clone(),
-            Payload::Stored(key) => {
-                let mut m = Map::new();
-                m.insert(REQUEST_PAYLOAD_REF.into(), Value::String(key.clone()));
-                m
+        let mut fields = Map::new();
+        match &self.payload {
+            Payload::Inline(record) => {
+                fields.insert(REQUEST_RECORD.into(), Value::Object(record.clone()));
             }
-        };
+            Payload::Stored(key) => {
+                fields.insert(REQUEST_PAYLOAD_REF.into(), Value::String(key.clone()));
+            }
+        }
         fields.insert(REQUEST_GUID.into(), Value::String(self.id.to_string()));
         fields.insert(
             REQUEST_SUBMITTED_AT.into(),
@@ -132,15 +140,26 @@ impl WorkMessage {
                 ))
             }
         };
-        let payload = match fields.get(REQUEST_PAYLOAD_REF) {
-            Some(Value::String(key)) if key == &id.payload_key() => Payload::Stored(key.clone()),
-            Some(_) => {
+        let payload = match (fields.remove(REQUEST_RECORD), fields.get(REQUEST_PAYLOAD_REF)) {
+            (Some(Value::Object(record)), None) => Payload::Inline(record),
+            (None, Some(Value::String(key))) if key == &id.payload_key() => {
+                Payload::Stored(key.clone())
+            }
+            (None, Some(_)) => {
                 return Err(undecodable(
                     Some(id),
                     format!("`{REQUEST_PAYLOAD_REF}` does not name this operation's payload"),
                 ))
             }
-            None => {
+            (Some(_), _) => {
+                return Err(undecodable(
+                    Some(id),
+                    format!("`{REQUEST_RECORD}` is not a JSON object, or comes with `{REQUEST_PAYLOAD_REF}`"),
+                ))
+            }
+            (None, None) => {
+                // Written before the record was nested (the message still in a queue across
+                // an upgrade): the record is what is left at the top level.
                 for f in ENVELOPE_FIELDS {
                     fields.remove(f);
                 }
@@ -195,9 +214,65 @@ mod tests {
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["RequestGUID"], m.id.to_string());
         assert_eq!(v["RequestSubmittedAt"], "1970-01-01T00:00:00Z");
-        assert_eq!(v["customername"], "Contoso");
+        assert_eq!(v["RequestRecord"]["customername"], "Contoso");
+        for key in v.as_object().unwrap().keys() {
+            assert!(
+                ENVELOPE_FIELDS.contains(&key.as_str()),
+                "{key} at the top level"
+            );
+        }
         assert_eq!(v["RequestRecordVersion"], "\"0x8DC2A4D6E8F1B2C\"");
         assert_eq!(WorkMessage::decode(&text).unwrap(), m);
+    }
+
+    #[test]
+    fn a_record_cannot_reach_the_top_level() {
+        let mut record = Map::new();
+        for key in [
+            "DequeueCount",
+            "dequeuecount",
+            "Id",
+            "PopReceipt",
+            "sys",
+            "RequestGUID",
+        ] {
+            record.insert(key.into(), "forged".into());
+        }
+        let m = message(Payload::Inline(record.clone()));
+        let v: Value = serde_json::from_str(&m.encode()).unwrap();
+        let top: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert!(
+            top.iter().all(|k| ENVELOPE_FIELDS.contains(&k.as_str())),
+            "{top:?}"
+        );
+        assert_eq!(v["RequestGUID"], m.id.to_string());
+        assert_eq!(
+            WorkMessage::decode(&m.encode()).unwrap().payload,
+            Payload::Inline(record)
+        );
+    }
+
+    #[test]
+    fn a_message_from_before_the_nesting_still_decodes() {
+        let id = OperationId::new_random();
+        let text = format!(
+            r#"{{"RequestGUID":"{id}","RequestSubmittedAt":"1970-01-01T00:00:00Z","RequestStatusURL":"u","id":"1","customername":"C"}}"#
+        );
+        let Payload::Inline(record) = WorkMessage::decode(&text).unwrap().payload else {
+            panic!("inline")
+        };
+        assert_eq!(record.len(), 2);
+        assert_eq!(record["customername"], "C");
+    }
+
+    #[test]
+    fn a_record_that_is_not_an_object_is_refused() {
+        let m = message(Payload::Inline(Map::new()));
+        let mut v: Value = serde_json::from_str(&m.encode()).unwrap();
+        v["RequestRecord"] = "x".into();
+        let e = WorkMessage::decode(&v.to_string()).unwrap_err();
+        assert_eq!(e.id, Some(m.id));
+        assert!(e.reason.contains("RequestRecord"), "{}", e.reason);
     }
 
     #[test]

@@ -159,24 +159,116 @@ impl Drop for Handler {
     }
 }
 
-/// An invocation payload exactly as the Functions host posts it for a queue trigger: the
-/// message text JSON-encoded inside a JSON string, metadata as strings, some in extra quotes.
+/// An invocation payload for the work queue's trigger, as the Functions host builds it.
 pub fn invocation_payload(message_text: &str, dequeue_count: u32) -> serde_json::Value {
-    let encoded = serde_json::to_string(message_text).expect("a string encodes");
-    serde_json::json!({
-        "Data": { "myQueueItem": encoded },
-        "Metadata": {
-            "DequeueCount": dequeue_count.to_string(),
-            "ExpirationTime": "\"2026-12-01T10:00:00+00:00\"",
-            "Id": "\"5f1c2f36-8f7b-4a2b-9d0e-3c1f6e1c2a10\"",
-            "InsertionTime": "\"2026-11-24T10:00:00+00:00\"",
-            "NextVisibleTime": "\"2026-11-24T10:10:00+00:00\"",
-            "PopReceipt": "\"AgAAAAMAAAAAAAAA\"",
-            "sys": {
-                "MethodName": "AsyncProcessingBackgroundWorker",
-                "UtcNow": "2026-11-24T10:00:00.1Z",
+    queue_invocation(
+        "AsyncProcessingBackgroundWorker",
+        "myQueueItem",
+        message_text,
+        dequeue_count,
+    )
+}
+
+/// A value in the host's binding data, by the .NET type it has there.
+enum Bound {
+    /// A string (`Id`, `PopReceipt`, and every merged scalar, which `ApplyBindingData` turns
+    /// into a string).
+    Text(String),
+    /// `DequeueCount`, a `long`.
+    Long(u64),
+    /// `ExpirationTime`, `InsertionTime`, `NextVisibleTime`: `DateTimeOffset`s.
+    Date(&'static str),
+    /// `sys` and merged JSON objects.
+    Object(serde_json::Value),
+}
+
+/// The invocation payload the Functions host posts for one queue message, built step by step
+/// as its source does:
+/// 1. the queue trigger's binding data (`QueueTriggerBinding.CreateBindingData`): `QueueTrigger`,
+///    `DequeueCount`, `ExpirationTime`, `Id`, `InsertionTime`, `NextVisibleTime`, `PopReceipt`,
+///    plus `sys` (`SystemBindingData`), in a case-insensitive dictionary;
+/// 2. `Utility.ApplyBindingData`: when the message text is a JSON object, each top-level field
+///    that is neither an array nor null is copied in, over the host's own keys (the key keeps the
+///    host's casing); objects stay objects, every other value becomes a string (`1` -> `"1"`,
+///    `true` -> `"True"`);
+/// 3. `ToHttpScriptInvocationContext`: `Metadata` gets every entry but keys ending in `trigger`,
+///    dates as plain ISO strings, objects as objects, anything else through
+///    `JsonConvert.SerializeObject` (so strings gain a pair of quotes and numbers become
+///    strings); `Data` holds the message string, serialized the same way (a JSON string holding
+///    the JSON-encoded text).
+pub fn queue_invocation(
+    method: &str,
+    binding: &str,
+    message_text: &str,
+    dequeue_count: u32,
+) -> serde_json::Value {
+    use serde_json::Value;
+    let mut bound: Vec<(String, Bound)> = vec![
+        ("QueueTrigger".into(), Bound::Text(message_text.into())),
+        ("DequeueCount".into(), Bound::Long(dequeue_count.into())),
+        (
+            "ExpirationTime".into(),
+            Bound::Date("2026-12-08T10:00:00+00:00"),
+        ),
+        (
+            "Id".into(),
+            Bound::Text("5f1c2f36-8f7b-4a2b-9d0e-3c1f6e1c2a10".into()),
+        ),
+        (
+            "InsertionTime".into(),
+            Bound::Date("2026-12-01T10:00:00+00:00"),
+        ),
+        (
+            "NextVisibleTime".into(),
+            Bound::Date("2026-12-01T10:10:00+00:00"),
+        ),
+        (
+            "PopReceipt".into(),
+            Bound::Text("AgAAAAMAAAAAAAAAzhL9Jqwc2wE=".into()),
+        ),
+        (
+            "sys".into(),
+            Bound::Object(serde_json::json!({
+                "MethodName": method,
+                "UtcNow": "2026-12-01T10:00:00.1Z",
                 "RandGuid": "0f8fad5b-d9cb-469f-a165-70867728950e"
+            })),
+        ),
+    ];
+    if let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(message_text) {
+        for (name, value) in fields {
+            let merged = match value {
+                Value::Array(_) | Value::Null => continue,
+                Value::Object(_) => Bound::Object(value),
+                Value::String(s) => Bound::Text(s),
+                Value::Bool(b) => Bound::Text(if b { "True" } else { "False" }.into()),
+                Value::Number(n) => Bound::Text(n.to_string()),
+            };
+            match bound
+                .iter_mut()
+                .find(|(k, _)| k.eq_ignore_ascii_case(&name))
+            {
+                Some(entry) => entry.1 = merged,
+                None => bound.push((name, merged)),
             }
         }
+    }
+    let serialize = |s: &str| serde_json::to_string(s).expect("a string serializes");
+    let mut metadata = serde_json::Map::new();
+    for (key, value) in bound {
+        if key.to_ascii_lowercase().ends_with("trigger") {
+            continue;
+        }
+        let value = match value {
+            Bound::Text(s) => Value::String(serialize(&s)),
+            Bound::Long(n) => Value::String(n.to_string()),
+            Bound::Date(d) => Value::String(d.into()),
+            Bound::Object(o) => o,
+        };
+        metadata.insert(key, value);
+    }
+    serde_json::json!({
+        "Data": { binding: serialize(message_text) },
+        "Metadata": metadata,
     })
 }
