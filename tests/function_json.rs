@@ -6,7 +6,7 @@ mod support;
 
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use support::app::{Backend, TestApp};
 
 fn function_json(name: &str) -> Value {
@@ -17,10 +17,17 @@ fn function_json(name: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-const HTTP_FUNCTIONS: [&str; 3] = [
+const HTTP_FUNCTIONS: [&str; 4] = [
     "AsyncProcessingWorkAcceptor",
     "AsyncOperationStatusChecker",
     "AsyncOperationStatusMonitor",
+    "AsyncOperationCancel",
+];
+
+/// The queue triggers: the work queue's and its poison queue's.
+const QUEUE_FUNCTIONS: [&str; 2] = [
+    "AsyncProcessingBackgroundWorker",
+    "AsyncProcessingPoisonWorker",
 ];
 
 #[test]
@@ -33,8 +40,11 @@ fn every_function_folder_is_known() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     found.sort();
-    let mut expected: Vec<String> = HTTP_FUNCTIONS.iter().map(|s| s.to_string()).collect();
-    expected.push("AsyncProcessingBackgroundWorker".into());
+    let mut expected: Vec<String> = HTTP_FUNCTIONS
+        .iter()
+        .chain(QUEUE_FUNCTIONS.iter())
+        .map(|s| s.to_string())
+        .collect();
     expected.sort();
     assert_eq!(found, expected);
 }
@@ -57,17 +67,19 @@ fn http_functions_have_exactly_the_forwarding_bindings() {
 }
 
 #[test]
-fn the_queue_trigger_matches_the_handler() {
-    let f = function_json("AsyncProcessingBackgroundWorker");
-    let b = &f["bindings"].as_array().unwrap()[0];
-    assert_eq!(f["bindings"].as_array().unwrap().len(), 1);
-    assert_eq!(b["type"], "queueTrigger");
-    assert_eq!(b["direction"], "in");
-    assert_eq!(
-        b["name"],
-        async_request_reply::edges::invocation::QUEUE_ITEM_BINDING
-    );
-    assert_eq!(b["connection"], "AzureWebJobsStorage");
+fn the_queue_triggers_match_the_handler() {
+    use async_request_reply::edges::invocation::{POISON_ITEM_BINDING, QUEUE_ITEM_BINDING};
+    let work = function_json("AsyncProcessingBackgroundWorker");
+    let poison = function_json("AsyncProcessingPoisonWorker");
+    for (f, binding) in [(&work, QUEUE_ITEM_BINDING), (&poison, POISON_ITEM_BINDING)] {
+        let b = &f["bindings"].as_array().unwrap()[0];
+        assert_eq!(f["bindings"].as_array().unwrap().len(), 1);
+        assert_eq!(b["type"], "queueTrigger");
+        assert_eq!(b["direction"], "in");
+        assert_eq!(b["name"], binding);
+        assert_eq!(b["connection"], "AzureWebJobsStorage");
+    }
+    let b = &work["bindings"][0];
     let config = async_request_reply::config::Config::from_vars(
         &[(
             "AzureWebJobsStorage".to_string(),
@@ -83,6 +95,11 @@ fn the_queue_trigger_matches_the_handler() {
         b["queueName"],
         azure.queue_name.as_str(),
         "the default WORK_QUEUE_NAME"
+    );
+    assert_eq!(
+        poison["bindings"][0]["queueName"],
+        format!("{}-poison", azure.queue_name),
+        "the host's poison queue for the work queue"
     );
 }
 
@@ -113,15 +130,18 @@ async fn every_declared_route_and_method_is_served() {
         let f = function_json(name);
         let trigger = &f["bindings"][0];
         let route = trigger["route"].as_str().unwrap();
-        // Fill route parameters as the host does: the concrete value in the path.
+        // Fill route parameters as the host does: the concrete value in the path (a segment
+        // such as `{operationId}:cancel` keeps its literal part).
         let concrete: String = route
             .split('/')
-            .map(|seg| {
-                if seg.starts_with('{') {
-                    uuid::Uuid::new_v4().to_string()
-                } else {
-                    seg.to_string()
-                }
+            .map(|seg| match (seg.find('{'), seg.find('}')) {
+                (Some(open), Some(close)) => format!(
+                    "{}{}{}",
+                    &seg[..open],
+                    uuid::Uuid::new_v4(),
+                    &seg[close + 1..]
+                ),
+                _ => seg.to_string(),
             })
             .collect::<Vec<_>>()
             .join("/");
@@ -156,5 +176,17 @@ async fn every_declared_route_and_method_is_served() {
         r.status(),
         200,
         "the queue trigger's invocation route is served under the host"
+    );
+    let r = app
+        .client
+        .post(app.url("/AsyncProcessingPoisonWorker"))
+        .json(&json!({"Data": {"poisonQueueItem": "\"{}\""}, "Metadata": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "the poison queue trigger's invocation route is served under the host"
     );
 }

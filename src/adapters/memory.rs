@@ -204,19 +204,36 @@ impl QueuedMessage {
 #[derive(Debug, Default)]
 struct QueueState {
     messages: Vec<QueuedMessage>,
-    poison: Vec<String>,
 }
 
 /// A queue with the semantics of an Azure Storage queue (at-least-once, visibility timeout,
 /// pop receipts, dequeue count) and a poison queue beside it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryWorkQueue {
     state: Mutex<QueueState>,
+    poison: Option<Box<MemoryWorkQueue>>,
+}
+
+impl Default for MemoryWorkQueue {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl MemoryWorkQueue {
+    /// A work queue with its poison queue.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            state: Mutex::default(),
+            poison: Some(Box::new(Self::without_poison())),
+        }
+    }
+
+    fn without_poison() -> Self {
+        Self {
+            state: Mutex::default(),
+            poison: None,
+        }
     }
 
     /// Messages in the queue, visible or not.
@@ -228,9 +245,18 @@ impl MemoryWorkQueue {
         self.len() == 0
     }
 
-    /// The texts moved to the poison queue.
+    /// The texts in the poison queue, visible or not.
     pub fn poison_messages(&self) -> Vec<String> {
-        lock(&self.state).poison.clone()
+        self.poison
+            .as_ref()
+            .map(|p| {
+                lock(&p.state)
+                    .messages
+                    .iter()
+                    .map(|m| m.text.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -307,7 +333,15 @@ impl WorkQueue for MemoryWorkQueue {
     }
 
     async fn dead_letter(&self, delivery: &Delivery) -> Result<(), StoreError> {
-        lock(&self.state).poison.push(delivery.text.clone());
+        let poison = self
+            .poison
+            .as_ref()
+            .ok_or_else(|| StoreError::Fatal("a poison queue has no poison queue".into()))?;
+        poison.send(&delivery.text).await?;
         self.delete(&delivery.receipt).await
+    }
+
+    fn poison(&self) -> Option<&dyn WorkQueue> {
+        self.poison.as_deref().map(|p| p as &dyn WorkQueue)
     }
 }

@@ -127,6 +127,10 @@ pub trait WorkQueue: Send + Sync + 'static {
     async fn delete(&self, receipt: &Receipt) -> Result<(), StoreError>;
     /// Moves a delivered message to the poison queue (`<queue>-poison`), as the Functions host does.
     async fn dead_letter(&self, delivery: &Delivery) -> Result<(), StoreError>;
+    /// The poison queue beside this queue, if it has one (a poison queue has none of its own).
+    fn poison(&self) -> Option<&dyn WorkQueue> {
+        None
+    }
 }
 
 tokio::task_local! {

@@ -23,6 +23,9 @@ use super::ports::{
 use super::submission;
 use super::work::{Work, WorkError, WorkInput};
 
+mod poison;
+pub use poison::PoisonCopy;
+
 /// The knobs of the use cases (read from the environment by `config`).
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
@@ -74,7 +77,8 @@ pub struct Accepted {
 pub enum Outcome {
     /// Handled for good (done, failed for good, or nothing to do): delete the message.
     Done,
-    /// A transient failure: let the message come back later.
+    /// Not handled for good: let the message come back later, or, after the last allowed
+    /// attempt, go to the poison queue (the operation was failed first where storage allowed).
     Retry,
 }
 
@@ -110,6 +114,7 @@ pub struct Service {
     notifier: Notifier,
     wait_permits: Semaphore,
     enqueued: Notify,
+    dead_lettered: Notify,
 }
 
 impl Service {
@@ -132,6 +137,7 @@ impl Service {
             notifier: Notifier::default(),
             wait_permits,
             enqueued: Notify::new(),
+            dead_lettered: Notify::new(),
         }
     }
 
@@ -146,6 +152,12 @@ impl Service {
     /// Signalled whenever this process queues work, so the standalone worker wakes at once.
     pub fn enqueued(&self) -> &Notify {
         &self.enqueued
+    }
+
+    /// Signalled when this process moves a message to the poison queue, so the standalone
+    /// poison loop handles it at once.
+    pub fn dead_lettered(&self) -> &Notify {
+        &self.dead_lettered
     }
 
     fn retention(&self) -> time::Duration {
@@ -614,14 +626,16 @@ impl Service {
             .await
     }
 
-    /// A failure that may pass: retried, except on the last allowed attempt, where the
-    /// operation is failed for good first.
+    /// A failure that may pass: retried. On the last allowed attempt the operation is failed
+    /// for good first, and the message still answers `Retry`, so it goes to the poison queue as
+    /// the platform does with any message it gives up on (the poison function then finds the
+    /// operation ended and keeps a copy of the message).
     async fn transient(&self, id: OperationId, reason: String, dequeue_count: u32) -> Outcome {
         if dequeue_count >= self.settings.max_dequeue_count {
             let message = format!("gave up after {dequeue_count} attempts; last error: {reason}");
-            return self
-                .fail(id, "RetriesExhausted", &message, dequeue_count)
+            self.fail(id, "RetriesExhausted", &message, dequeue_count)
                 .await;
+            return Outcome::Retry;
         }
         warn!(%reason, "transient failure; the message will be retried");
         Outcome::Retry
@@ -662,7 +676,8 @@ impl Service {
 
     // ----- retention -----
 
-    /// Deletes operations, results, payloads and idempotency keys past their retention.
+    /// Deletes operations, results, payloads, idempotency keys and the copies of poison
+    /// messages past their retention.
     /// On Azure a storage lifecycle rule does this; locally the standalone service calls it.
     /// Only documents not written for a whole retention period are read: an operation expires
     /// a retention period after it was created, so a younger document cannot have expired, and
@@ -700,6 +715,18 @@ impl Service {
             if let Some((doc, _)) = self.records.get(&key).await? {
                 match from_json::<IdempotencyEntry>(&doc) {
                     Ok(e) if e.expiration_date_time > now => {}
+                    _ => self.records.delete(&key).await?,
+                }
+            }
+        }
+        for key in self
+            .records
+            .list_written_before(poison::PREFIX, cutoff)
+            .await?
+        {
+            if let Some((doc, _)) = self.records.get(&key).await? {
+                match from_json::<PoisonCopy>(&doc) {
+                    Ok(c) if c.expiration_date_time > now => {}
                     _ => self.records.delete(&key).await?,
                 }
             }

@@ -5,7 +5,9 @@
 //! Like the host's queue trigger, it keeps a message hidden while working on it (renewing its
 //! visibility), and it fetches a new batch only once the messages in hand have
 //! fallen to half the concurrency (`newBatchThreshold`), so a busy worker makes few large
-//! receive calls instead of one per finished message.
+//! receive calls instead of one per finished message. A message delivered more often than
+//! allowed (its last attempt crashed) goes to the poison queue unprocessed, as under the host;
+//! and the poison queue has a loop of its own, the standalone twin of the host's poison function.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +27,11 @@ pub async fn run(
     settings: WorkerSettings,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let poison = tokio::spawn(drain_poison(
+        service.clone(),
+        settings.clone(),
+        shutdown.clone(),
+    ));
     let permits = Arc::new(Semaphore::new(settings.concurrency));
     let mut in_flight = JoinSet::new();
     let min_poll = Duration::from_millis(50).min(settings.max_poll_interval);
@@ -81,12 +88,72 @@ pub async fn run(
         "queue worker stopping; finishing messages in hand"
     );
     while in_flight.join_next().await.is_some() {}
+    let _ = poison.await;
+}
+
+/// Ends the operations whose messages reached the poison queue (see `Service::poisoned`),
+/// deleting each message once that is recorded; one that could not be recorded comes back
+/// after the visibility timeout. Polls with the worker's back-off, and wakes at once when this
+/// process dead-letters a message.
+async fn drain_poison(
+    service: Arc<Service>,
+    settings: WorkerSettings,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Some(queue) = service.queue().poison() else {
+        return;
+    };
+    let min_poll = Duration::from_millis(50).min(settings.max_poll_interval);
+    let mut idle = min_poll;
+    while !*shutdown.borrow() {
+        let received = for_accepted_work(queue.receive(32, settings.visibility_timeout)).await;
+        let nap = match received {
+            Ok(deliveries) if !deliveries.is_empty() => {
+                for delivery in deliveries {
+                    let outcome = service
+                        .poisoned(&delivery.text, &delivery.receipt.message_id)
+                        .await;
+                    if outcome == Outcome::Done {
+                        if let Err(e) = for_accepted_work(queue.delete(&delivery.receipt)).await {
+                            warn!(error = %e, "could not delete a handled poison message");
+                        }
+                    }
+                }
+                idle = min_poll;
+                continue;
+            }
+            Ok(_) => {
+                let nap = idle;
+                idle = (idle * 2).min(settings.max_poll_interval);
+                nap
+            }
+            Err(e) => {
+                warn!(error = %e, "could not read the poison queue; backing off");
+                settings.max_poll_interval
+            }
+        };
+        tokio::select! {
+            _ = service.dead_lettered().notified() => idle = min_poll,
+            _ = tokio::time::sleep(nap) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
 }
 
 /// Processes one delivery, keeping its message hidden meanwhile, then deletes it, leaves it
 /// for a retry, or dead-letters it.
 async fn handle(service: &Service, delivery: Delivery, visibility: Duration) {
     let queue = service.queue();
+    if delivery.dequeue_count > service.settings().max_dequeue_count {
+        // Its last allowed attempt never reported back (a crash, a kill): as the host does, it
+        // goes to the poison queue without another attempt, and the poison loop ends it.
+        warn!(
+            dequeue_count = delivery.dequeue_count,
+            "a message was delivered more often than allowed; moving it to the poison queue"
+        );
+        dead_letter(service, &delivery).await;
+        return;
+    }
     let (done_tx, mut done) = watch::channel(false);
     let work = async {
         let outcome = service
@@ -141,11 +208,18 @@ async fn handle(service: &Service, delivery: Delivery, visibility: Duration) {
                 dequeue_count = delivery.dequeue_count,
                 "giving up on a message; moving it to the poison queue"
             );
-            if let Err(e) = queue.dead_letter(&delivery).await {
-                warn!(error = %e, "could not move a message to the poison queue");
-            }
+            dead_letter(service, &delivery).await;
         }
         // Comes back once the last renewal's timeout is over.
         Outcome::Retry => {}
+    }
+}
+
+/// Moves a delivery to the poison queue and wakes this process's poison loop. A failure leaves
+/// the message where it is: it comes back, past its allowed count, and is moved then.
+async fn dead_letter(service: &Service, delivery: &Delivery) {
+    match service.queue().dead_letter(delivery).await {
+        Ok(()) => service.dead_lettered().notify_one(),
+        Err(e) => warn!(error = %e, "could not move a message to the poison queue"),
     }
 }

@@ -14,16 +14,26 @@ use crate::domain::ports::{Delivery, Receipt, StoreError, WorkQueue};
 
 pub struct StorageQueue {
     queue: QueueClient,
-    poison: QueueClient,
+    /// `None` for a poison queue itself.
+    poison: Option<Box<StorageQueue>>,
 }
 
 impl StorageQueue {
+    /// The work queue and its poison queue.
     pub fn new(queue: QueueClient, poison: QueueClient) -> Self {
-        Self { queue, poison }
+        let poison = StorageQueue {
+            queue: poison,
+            poison: None,
+        };
+        Self {
+            queue,
+            poison: Some(Box::new(poison)),
+        }
     }
 
     pub async fn create_queues(&self) -> Result<(), StoreError> {
-        for q in [&self.queue, &self.poison] {
+        let poison = self.poison.as_ref().map(|p| &p.queue);
+        for q in std::iter::once(&self.queue).chain(poison) {
             match q.create().await {
                 Ok(_) => {}
                 Err(e) if status_of(&e).map(u16::from) == Some(409) => {}
@@ -138,10 +148,20 @@ impl WorkQueue for StorageQueue {
     }
 
     async fn dead_letter(&self, delivery: &Delivery) -> Result<(), StoreError> {
-        self.poison
-            .put_message(encode(&delivery.text))
-            .await
-            .map_err(|e| store_error("move to poison queue", &e))?;
+        let poison = self
+            .poison
+            .as_ref()
+            .ok_or_else(|| StoreError::Fatal("a poison queue has no poison queue".into()))?;
+        poison.send(&delivery.text).await.map_err(|e| match e {
+            StoreError::Unavailable(m) => {
+                StoreError::Unavailable(format!("move to poison queue: {m}"))
+            }
+            other => other,
+        })?;
         self.delete(&delivery.receipt).await
+    }
+
+    fn poison(&self) -> Option<&dyn WorkQueue> {
+        self.poison.as_deref().map(|p| p as &dyn WorkQueue)
     }
 }

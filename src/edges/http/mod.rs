@@ -30,6 +30,9 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     pub retry_after: Duration,
     pub sync_wait_max: Duration,
+    /// `LOCATION_STREAMS_RESULT`: the `202`'s `Location` asks for the result itself
+    /// (`?OnComplete=Stream`), for clients that follow `Location` to the first non-`202`.
+    pub location_streams_result: bool,
     /// Under the Functions host: also serve the queue trigger's invocations.
     pub host_mode: bool,
 }
@@ -120,14 +123,34 @@ async fn dispatch(state: &HttpState, req: Request) -> warp::reply::Response {
             handlers::cancel(state, segments[2]).await
         }
         (["api", "requeststatus", _], _) => Err(Problem::method_not_allowed("GET, DELETE")),
+        // The Azure REST API guidelines' cancel: `POST /api/operations/{id}:cancel` (the colon
+        // may arrive percent-encoded).
+        (["api", "operations", op], method) if cancel_action(op).is_some() => {
+            match (method, cancel_action(segments[2])) {
+                (&Method::POST, Some(id)) => handlers::cancel(state, id).await,
+                _ => Err(Problem::method_not_allowed("POST")),
+            }
+        }
         (["api", "operations", _], &Method::GET) => handlers::monitor(state, segments[2]).await,
         (["api", "operations", _], _) => Err(Problem::method_not_allowed("GET")),
         (["asyncprocessingbackgroundworker"], &Method::POST) if state.settings.host_mode => {
             super::invocation::handle(state, req).await
         }
+        (["asyncprocessingpoisonworker"], &Method::POST) if state.settings.host_mode => {
+            super::invocation::handle_poison(state, req).await
+        }
         _ => Err(Problem::route_not_found()),
     };
     result.unwrap_or_else(|p| p.into_response(&path))
+}
+
+/// The id in an `{id}:cancel` path segment (any casing, the colon plain or as `%3A`).
+fn cancel_action(segment: &str) -> Option<&str> {
+    [":cancel", "%3acancel"].into_iter().find_map(|suffix| {
+        let cut = segment.len().checked_sub(suffix.len())?;
+        (segment.is_char_boundary(cut) && segment[cut..].eq_ignore_ascii_case(suffix))
+            .then(|| &segment[..cut])
+    })
 }
 
 fn ok_text(text: &'static str) -> warp::reply::Response {
