@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use crate::adapters::azure::AzureStorage;
 use crate::adapters::memory::{MemoryRecordStore, MemoryResultStore, MemoryWorkQueue};
 use crate::config::{Config, Mode, StorageConfig};
-use crate::domain::ports::{RecordStore, ResultStore, SystemClock, WorkQueue};
+use crate::domain::ports::{RecordStore, ResultStore, StoreError, SystemClock, WorkQueue};
 use crate::domain::work::{SampleWork, Work};
 use crate::domain::Service;
 use crate::edges::http::{self, public_url::UrlPolicy, HttpSettings, HttpState};
@@ -39,24 +39,58 @@ impl Storage {
 
     /// Connects to what the configuration names, creating containers and queues if missing.
     pub async fn connect(config: &StorageConfig) -> Result<Self, StartupError> {
-        match config {
-            StorageConfig::Memory => Ok(Self::memory()),
-            StorageConfig::Azure(settings) => {
-                let s = AzureStorage::connect(settings).await.map_err(|e| {
-                    StartupError::Storage(format!(
-                        "cannot use the storage account that AzureWebJobsStorage names ({}): {e}",
-                        settings.connection.blob_endpoint()
-                    ))
-                })?;
-                Ok(Self {
-                    records: s.records,
-                    results: s.results,
-                    queue: s.queue,
-                })
+        Self::open(config, false).await
+    }
+
+    /// As `connect`, within [`STARTUP_STORAGE_DEADLINE`]. Storage that refuses (bad
+    /// credentials, a bad name) always stops start-up. Storage that does not answer in time
+    /// stops a standalone start too, but not one under the Functions host: the host waits only
+    /// 30 s for `GET /` and then restarts the handler (and stops itself after three such
+    /// failures), so there the handler serves instead, answering `503` while storage is away,
+    /// and creates what is missing on first use.
+    async fn open(config: &StorageConfig, host_mode: bool) -> Result<Self, StartupError> {
+        let settings = match config {
+            StorageConfig::Memory => return Ok(Self::memory()),
+            StorageConfig::Azure(settings) => settings,
+        };
+        let failed = |e: &dyn std::fmt::Display| {
+            StartupError::Storage(format!(
+                "cannot use the storage account that AzureWebJobsStorage names ({}): {e}",
+                settings.connection.blob_endpoint()
+            ))
+        };
+        let unprepared = AzureStorage::build(settings).map_err(|e| failed(&e))?;
+        match tokio::time::timeout(STARTUP_STORAGE_DEADLINE, unprepared.prepare()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e @ StoreError::Unavailable(_))) if host_mode => {
+                warn!(error = %e, "storage is unavailable at start-up; serving anyway (503 until it answers)");
+            }
+            Err(_) if host_mode => {
+                warn!(
+                    deadline_seconds = STARTUP_STORAGE_DEADLINE.as_secs(),
+                    "storage did not answer at start-up in time; serving anyway (503 until it answers)"
+                );
+            }
+            Ok(Err(e)) => return Err(failed(&e)),
+            Err(_) => {
+                return Err(failed(&format_args!(
+                    "no answer within {} s",
+                    STARTUP_STORAGE_DEADLINE.as_secs()
+                )))
             }
         }
+        let s = unprepared.ready();
+        Ok(Self {
+            records: s.records,
+            results: s.results,
+            queue: s.queue,
+        })
     }
 }
+
+/// How long start-up waits for storage: well inside the 30 s in which the Functions host
+/// expects the handler to answer `GET /`.
+pub const STARTUP_STORAGE_DEADLINE: Duration = Duration::from_secs(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -82,7 +116,8 @@ pub struct RunningApp {
 
 /// Starts the service as configured, with the sample's work.
 pub async fn start(config: Config) -> Result<RunningApp, StartupError> {
-    let storage = Storage::connect(&config.storage).await?;
+    let host_mode = matches!(config.mode, Mode::FunctionsHost { .. });
+    let storage = Storage::open(&config.storage, host_mode).await?;
     let work = Arc::new(SampleWork {
         delay: config.processing_delay,
     });
@@ -134,6 +169,7 @@ pub async fn start_with(
             max_body_bytes: config.max_body_bytes,
             retry_after: config.retry_after,
             sync_wait_max: config.sync_wait_max,
+            location_streams_result: config.location_streams_result,
             host_mode,
         },
     });
@@ -166,6 +202,13 @@ pub async fn start_with(
     } else {
         "standalone"
     };
+    if host_mode && matches!(config.storage, StorageConfig::Memory) {
+        warn!(
+            setting = crate::config::IN_MEMORY_UNDER_HOST,
+            "storage is in memory under the Functions host: for tests and demos only, the host \
+             delivers no queue messages from it"
+        );
+    }
     info!(%addr, storage = %storage_kind, mode, "listening on http://{addr}");
     Ok(RunningApp {
         addr,

@@ -56,6 +56,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub retry_after: Duration,
     pub sync_wait_max: Duration,
+    /// `LOCATION_STREAMS_RESULT`: the `202`'s `Location` ends in the result (`200`), not a `302`.
+    pub location_streams_result: bool,
     pub processing_delay: Duration,
     pub service: ServiceSettings,
     pub worker: WorkerSettings,
@@ -117,7 +119,7 @@ impl Config {
         let max_retries = v.number("STORAGE_MAX_RETRIES", 2, 0, 10)? as u32;
         let max_concurrent_calls = v.number("STORAGE_MAX_CONCURRENT_CALLS", 32, 1, 4096)? as usize;
         let storage = match v.get("AzureWebJobsStorage") {
-            None => StorageConfig::Memory,
+            None => memory_allowed(&v, &mode)?,
             Some(conn) => StorageConfig::Azure(AzureSettings {
                 connection: StorageConnection::parse(conn)
                     .map_err(|e| invalid("AzureWebJobsStorage", e.to_string()))?,
@@ -172,6 +174,7 @@ impl Config {
                 1,
                 MAX_SYNC_WAIT_SECONDS,
             )?),
+            location_streams_result: v.flag("LOCATION_STREAMS_RESULT", false)?,
             processing_delay: Duration::from_millis(v.number(
                 "PROCESSING_DELAY_MS",
                 0,
@@ -236,12 +239,64 @@ impl Config {
     }
 }
 
+/// The setting that opts into in-memory storage under the Functions host (tests and demos).
+pub const IN_MEMORY_UNDER_HOST: &str = "ALLOW_IN_MEMORY_STORAGE";
+
+/// Without `AzureWebJobsStorage`, storage is in memory, but only where that cannot be a
+/// mistake: standalone, or under the host when asked for by name. Under the host, work kept in
+/// memory is never delivered (the host reads the queue in storage), and identity-based
+/// connection settings without a connection string mean a storage account this build cannot use
+/// yet; either way starting would accept work that never runs.
+fn memory_allowed(v: &Vars, mode: &Mode) -> Result<StorageConfig, ConfigError> {
+    if let Some(name) = v
+        .names_with_prefix("AzureWebJobsStorage__")
+        .into_iter()
+        .next()
+    {
+        return Err(invalid(
+            &name,
+            "identity-based storage connections (AzureWebJobsStorage__*) are not supported by \
+             this build; set AzureWebJobsStorage to a connection string instead",
+        ));
+    }
+    if matches!(mode, Mode::FunctionsHost { .. }) && !v.flag(IN_MEMORY_UNDER_HOST, false)? {
+        return Err(invalid(
+            "AzureWebJobsStorage",
+            format!(
+                "is required under the Functions host (FUNCTIONS_CUSTOMHANDLER_PORT is set): the \
+                 host delivers queue messages from storage, so work kept in memory would never \
+                 run; set it to a connection string (UseDevelopmentStorage=true for Azurite), or \
+                 {IN_MEMORY_UNDER_HOST}=true for a test or demo without storage"
+            ),
+        ));
+    }
+    Ok(StorageConfig::Memory)
+}
+
 /// Settings looked up by name; an empty value counts as unset.
 struct Vars<'a>(&'a HashMap<String, String>);
 
 impl Vars<'_> {
     fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(|s| s.trim()).filter(|s| !s.is_empty())
+    }
+
+    /// The names of the set settings that start with `prefix` (case-insensitively, as App
+    /// Service treats setting names), sorted.
+    fn names_with_prefix(&self, prefix: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .0
+            .keys()
+            .filter(|k| {
+                k.len() > prefix.len()
+                    && k.is_char_boundary(prefix.len())
+                    && k[..prefix.len()].eq_ignore_ascii_case(prefix)
+                    && self.get(k).is_some()
+            })
+            .cloned()
+            .collect();
+        names.sort();
+        names
     }
 
     fn number(&self, name: &str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
@@ -338,8 +393,42 @@ mod tests {
 
     #[test]
     fn host_mode_follows_the_custom_handler_port() {
-        let c = Config::from_vars(&vars(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "40123")])).unwrap();
+        let c = Config::from_vars(&vars(&[
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "40123"),
+            ("AzureWebJobsStorage", "UseDevelopmentStorage=true"),
+        ]))
+        .unwrap();
         assert_eq!(c.mode, Mode::FunctionsHost { port: 40123 });
+    }
+
+    #[test]
+    fn host_mode_never_falls_back_to_memory_unasked() {
+        let err = Config::from_vars(&vars(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "1")])).unwrap_err();
+        assert_eq!(err.setting, "AzureWebJobsStorage");
+        assert!(err.problem.contains(IN_MEMORY_UNDER_HOST), "{err}");
+        let c = Config::from_vars(&vars(&[
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "1"),
+            (IN_MEMORY_UNDER_HOST, "true"),
+        ]))
+        .unwrap();
+        assert!(matches!(c.storage, StorageConfig::Memory));
+        let err = Config::from_vars(&vars(&[
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "1"),
+            (IN_MEMORY_UNDER_HOST, "perhaps"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.setting, IN_MEMORY_UNDER_HOST);
+    }
+
+    #[test]
+    fn identity_settings_alone_are_refused_in_both_modes() {
+        for extra in [&[][..], &[("FUNCTIONS_CUSTOMHANDLER_PORT", "1")][..]] {
+            let mut env = vars(extra);
+            env.insert("AzureWebJobsStorage__accountName".into(), "acct".into());
+            env.insert(IN_MEMORY_UNDER_HOST.into(), "true".into());
+            let err = Config::from_vars(&env).unwrap_err();
+            assert_eq!(err.setting, "AzureWebJobsStorage__accountName", "{err}");
+        }
     }
 
     #[test]
@@ -359,6 +448,7 @@ mod tests {
             ("RETENTION_SECONDS", "-1"),
             ("MAX_BODY_BYTES", "1k"),
             ("TRUST_FORWARDED_HEADERS", "maybe"),
+            ("LOCATION_STREAMS_RESULT", "sometimes"),
             ("LOG_FORMAT", "xml"),
         ] {
             let mut env = vars(&[(name, value)]);

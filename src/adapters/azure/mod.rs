@@ -49,9 +49,23 @@ pub struct AzureStorage {
     pub queue: Arc<dyn WorkQueue>,
 }
 
+/// The Azure adapters, built but not yet checked against storage.
+pub struct Unprepared {
+    records: blobs::BlobRecordStore,
+    results: blobs::BlobResultStore,
+    queue: queue::StorageQueue,
+}
+
 impl AzureStorage {
     /// Builds the clients and creates the containers and both queues if they are missing.
     pub async fn connect(settings: &AzureSettings) -> Result<AzureStorage, StoreError> {
+        let unprepared = Self::build(settings)?;
+        unprepared.prepare().await?;
+        Ok(unprepared.ready())
+    }
+
+    /// Builds the clients, without a call to storage.
+    pub fn build(settings: &AzureSettings) -> Result<Unprepared, StoreError> {
         let conn = &settings.connection;
         let credentials =
             StorageCredentials::access_key(conn.account().to_string(), conn.key().to_string());
@@ -101,14 +115,31 @@ impl AzureStorage {
             queues.queue_client(&settings.queue_name),
             queues.queue_client(format!("{}-poison", settings.queue_name)),
         );
-        records.create_container().await?;
-        results.create_container().await?;
-        queue.create_queues().await?;
-        Ok(AzureStorage {
-            records: Arc::new(records),
-            results: Arc::new(results),
-            queue: Arc::new(queue),
+        Ok(Unprepared {
+            records,
+            results,
+            queue,
         })
+    }
+}
+
+impl Unprepared {
+    /// Creates the containers and both queues if they are missing (and so proves that the
+    /// account answers and the credentials are good).
+    pub async fn prepare(&self) -> Result<(), StoreError> {
+        self.records.create_container().await?;
+        self.results.create_container().await?;
+        self.queue.create_queues().await
+    }
+
+    /// The adapters, to be used whether or not `prepare` finished: each heals a container or
+    /// queue it finds missing, so storage that was unreachable at start-up is set up on first use.
+    pub fn ready(self) -> AzureStorage {
+        AzureStorage {
+            records: Arc::new(self.records),
+            results: Arc::new(self.results),
+            queue: Arc::new(self.queue),
+        }
     }
 }
 
