@@ -5,10 +5,12 @@ mod support;
 
 use std::time::Duration;
 
+use async_request_reply::domain::service::PoisonCopy;
+use async_request_reply::domain::Status;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::app::{record, Backend, TestApp};
-use support::host::invocation_payload;
+use support::host::{invocation_payload, queue_invocation};
 
 const HOST_MODE: (&str, &str) = ("FUNCTIONS_CUSTOMHANDLER_PORT", "0");
 
@@ -48,6 +50,12 @@ contract!(
     large_records_travel_by_claim_check,
     operations_expire_after_retention,
     unknown_routes_and_methods_are_problems,
+    a_poison_message_ends_its_operation_failed_and_is_kept,
+    a_record_cannot_forge_the_hosts_metadata,
+    a_message_that_shadows_the_metadata_is_not_trusted,
+    standalone_gives_up_through_the_poison_queue,
+    cancel_through_the_guidelines_action,
+    location_can_lead_to_the_result_itself,
 );
 
 async fn json_of(r: reqwest::Response) -> Value {
@@ -174,6 +182,16 @@ async fn bad_bodies_get_400_naming_the_field(backend: Backend) {
             None => assert!(p.get("field").is_none(), "{body}"),
         }
     }
+    // An empty POST as the Functions host forwards it: no body, so no Content-Type either.
+    let r = app
+        .client
+        .post(app.url("/api/AsyncProcessingWorkAcceptor"))
+        .header("content-length", "0")
+        .send()
+        .await
+        .unwrap();
+    let p = assert_problem(r, 400, "invalid-request").await;
+    assert!(p["detail"].as_str().unwrap().contains("empty"), "{p}");
 }
 
 async fn other_content_types_get_415(backend: Backend) {
@@ -332,9 +350,10 @@ async fn queue_message_carries_the_samples_fields(backend: Backend) {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].dequeue_count, 1);
     let m: Value = serde_json::from_str(&got[0].text).unwrap();
-    assert_eq!(m["id"], "m1");
-    assert_eq!(m["customername"], "Contoso");
-    assert_eq!(m["note"], "kept");
+    // The record is nested, so none of its fields reaches the host's Metadata.
+    assert_eq!(m["RequestRecord"]["id"], "m1");
+    assert_eq!(m["RequestRecord"]["customername"], "Contoso");
+    assert_eq!(m["RequestRecord"]["note"], "kept");
     assert_eq!(m["RequestGUID"], id);
     assert_eq!(m["RequestStatusURL"], location);
     assert!(m["RequestSubmittedAt"].as_str().unwrap().ends_with('Z'));
@@ -503,7 +522,13 @@ async fn transient_failures_are_retried_then_failed_on_the_last_attempt(backend:
             "Running"
         );
     }
-    assert_invocation_ok(invoke(&app, &text, 3).await).await;
+    // The last attempt fails the operation, and still answers as a failed invocation: the host
+    // moves the message to the poison queue, as it does with every message it gives up on.
+    let r = invoke(&app, &text, 3).await;
+    assert!(
+        r.status().is_server_error(),
+        "the last attempt goes to poison"
+    );
     let p = assert_problem(
         app.client.get(&location).send().await.unwrap(),
         422,
@@ -511,6 +536,244 @@ async fn transient_failures_are_retried_then_failed_on_the_last_attempt(backend:
     )
     .await;
     assert_eq!(p["error"]["code"], "RetriesExhausted");
+    // The poison function finds it ended, keeps a copy, and completes.
+    assert_invocation_ok(invoke_poison(&app, &text).await).await;
+    let copies = poison_copies(&app).await;
+    assert_eq!(copies.len(), 1);
+    assert_eq!(copies[0].status, Some(Status::Failed));
+    assert_eq!(copies[0].last_error.code, "RetriesExhausted");
+}
+
+async fn invoke_poison(app: &TestApp, text: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/AsyncProcessingPoisonWorker"))
+        .json(&queue_invocation(
+            "AsyncProcessingPoisonWorker",
+            "poisonQueueItem",
+            text,
+            1,
+        ))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn poison_copies(app: &TestApp) -> Vec<PoisonCopy> {
+    let service = &app.app.as_ref().expect("running").service;
+    service.poison_copies().await.expect("storage answers")
+}
+
+async fn a_poison_message_ends_its_operation_failed_and_is_kept(backend: Backend) {
+    let app = TestApp::start(backend, &[HOST_MODE]).await;
+    let r = app.submit(&record("p")).await;
+    let location = header(&r, "location");
+    let id = json_of(r).await["id"].as_str().unwrap().to_string();
+    // As after a crash on the last attempt: the host moves the message without calling the
+    // work function, and the poison function is the first to hear of it.
+    let text = take_message(&app).await;
+    assert_invocation_ok(invoke_poison(&app, &text).await).await;
+    let p = assert_problem(
+        app.client.get(&location).send().await.unwrap(),
+        422,
+        "operation-failed",
+    )
+    .await;
+    assert_eq!(p["error"]["code"], "RetriesExhausted");
+    // Delivered twice: the same outcome, one copy.
+    assert_invocation_ok(invoke_poison(&app, &text).await).await;
+    let copies = poison_copies(&app).await;
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(copies[0].operation_id.map(|i| i.to_string()), Some(id));
+    assert_eq!(copies[0].text, text);
+    assert_eq!(copies[0].last_error.code, "RetriesExhausted");
+    // Anything at all on the poison queue completes (it has no poison queue), with a copy.
+    for junk in ["not json", "[]", r#"{"RequestGUID":"nope"}"#] {
+        assert_invocation_ok(invoke_poison(&app, junk).await).await;
+    }
+    let copies = poison_copies(&app).await;
+    assert_eq!(copies.len(), 4);
+    assert!(copies
+        .iter()
+        .filter(|c| c.operation_id.is_none())
+        .all(|c| c.last_error.code == "InvalidMessage"));
+}
+
+async fn a_record_cannot_forge_the_hosts_metadata(backend: Backend) {
+    let app = TestApp::start(backend, &[HOST_MODE, ("MAX_DEQUEUE_COUNT", "3")]).await;
+    let forged = json!({
+        "id": "x", "customername": "C", "simulateFailure": "transient",
+        "DequeueCount": 1, "dequeuecount": "1", "Id": "forged", "PopReceipt": "forged",
+        "sys": {"MethodName": "forged"},
+    });
+    let r = app.submit(&forged).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = header(&r, "location");
+    let text = take_message(&app).await;
+    for attempt in 1..=3 {
+        let payload = queue_invocation(
+            "AsyncProcessingBackgroundWorker",
+            "myQueueItem",
+            &text,
+            attempt,
+        );
+        assert_eq!(
+            payload["Metadata"]["DequeueCount"],
+            attempt.to_string(),
+            "the host's own count reaches the handler"
+        );
+        let r = app
+            .client
+            .post(app.url("/AsyncProcessingBackgroundWorker"))
+            .json(&payload)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_server_error(), "attempt {attempt}");
+    }
+    let p = assert_problem(
+        app.client.get(&location).send().await.unwrap(),
+        422,
+        "operation-failed",
+    )
+    .await;
+    assert_eq!(p["error"]["code"], "RetriesExhausted");
+}
+
+async fn a_message_that_shadows_the_metadata_is_not_trusted(backend: Backend) {
+    let app = TestApp::start(backend, &[HOST_MODE, ("MAX_DEQUEUE_COUNT", "3")]).await;
+    let r = app
+        .submit(&json!({"id": "l", "customername": "C", "simulateFailure": "transient"}))
+        .await;
+    let location = header(&r, "location");
+    let id = json_of(r).await["id"].as_str().unwrap().to_string();
+    take_message(&app).await;
+    // A message in the flat layout (written before records were nested) whose record says
+    // `DequeueCount: 3`: the host's merge puts that in Metadata on the first delivery.
+    let flat = json!({
+        "RequestGUID": id, "RequestSubmittedAt": "2026-11-24T10:00:00Z",
+        "RequestStatusURL": location, "id": "l", "customername": "C",
+        "simulateFailure": "transient", "dequeuecount": 3,
+    })
+    .to_string();
+    let payload = queue_invocation("AsyncProcessingBackgroundWorker", "myQueueItem", &flat, 1);
+    assert_eq!(
+        payload["Metadata"]["DequeueCount"], "\"3\"",
+        "the host's merge"
+    );
+    let r = app
+        .client
+        .post(app.url("/AsyncProcessingBackgroundWorker"))
+        .json(&payload)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_server_error());
+    assert_eq!(
+        json_of(app.client.get(&location).send().await.unwrap()).await["status"],
+        "Running",
+        "a forged count is not taken for the last attempt"
+    );
+}
+
+async fn standalone_gives_up_through_the_poison_queue(backend: Backend) {
+    let app = TestApp::start(
+        backend,
+        &[
+            ("MAX_DEQUEUE_COUNT", "2"),
+            ("VISIBILITY_TIMEOUT_SECONDS", "1"),
+        ],
+    )
+    .await;
+    let r = app
+        .submit(&json!({"id": "s", "customername": "C", "simulateFailure": "transient"}))
+        .await;
+    let location = header(&r, "location");
+    let p = assert_problem(
+        app.poll_until_done(&location).await,
+        422,
+        "operation-failed",
+    )
+    .await;
+    assert_eq!(p["error"]["code"], "RetriesExhausted");
+    // The worker's poison loop takes the dead-lettered message and keeps its copy.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let copies = poison_copies(&app).await;
+        if let Some(c) = copies.first() {
+            assert_eq!(copies.len(), 1);
+            assert_eq!(c.status, Some(Status::Failed));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no poison copy after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And deletes it (a message this look happens to receive comes back after a second, and
+    // the loop handles it again, finding its copy kept).
+    let poison = app.storage.queue.poison().expect("a poison queue");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !poison
+        .receive(32, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the poison queue is not drained"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn cancel_through_the_guidelines_action(backend: Backend) {
+    let app = TestApp::start(backend, &[HOST_MODE]).await;
+    for colon in [":cancel", "%3ACancel"] {
+        let r = app.submit(&record("k")).await;
+        let monitor = header(&r, "operation-location");
+        let r = app
+            .client
+            .post(format!("{monitor}{colon}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{colon}");
+        assert_eq!(json_of(r).await["status"], "Canceled");
+        let again = app
+            .client
+            .post(format!("{monitor}{colon}"))
+            .send()
+            .await
+            .unwrap();
+        assert_problem(again, 409, "operation-ended").await;
+        let r = app
+            .client
+            .get(format!("{monitor}{colon}"))
+            .send()
+            .await
+            .unwrap();
+        assert_problem(r, 405, "method-not-allowed").await;
+    }
+    let unknown = app.url(&format!("/api/operations/{}:cancel", uuid::Uuid::new_v4()));
+    assert_problem(
+        app.client.post(unknown).send().await.unwrap(),
+        404,
+        "operation-not-found",
+    )
+    .await;
+}
+
+async fn location_can_lead_to_the_result_itself(backend: Backend) {
+    let app = TestApp::start(backend, &[("LOCATION_STREAMS_RESULT", "true")]).await;
+    let r = app.submit(&record("loc")).await;
+    let location = header(&r, "location");
+    assert!(location.ends_with("?OnComplete=Stream"), "{location}");
+    // A client that follows Location until the first answer that is not 202.
+    let r = app.poll_until_done(&location).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(json_of(r).await["id"], "loc");
 }
 
 async fn undecodable_messages_do_not_loop(backend: Backend) {

@@ -61,13 +61,18 @@ impl<'de> Deserialize<'de> for StrictObject {
     }
 }
 
+/// The answer to an empty body.
+pub fn empty_body() -> InvalidSubmission {
+    InvalidSubmission::body(
+        "the request body is empty; send a JSON object with `id` and `customername` \
+         (with a Content-Length: chunked uploads are not forwarded by the Functions host)",
+    )
+}
+
 /// Parses and validates a submitted body.
 pub fn parse(body: &[u8]) -> Result<Map<String, Value>, InvalidSubmission> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(InvalidSubmission::body(
-            "the request body is empty; send a JSON object with `id` and `customername` \
-             (with a Content-Length: chunked uploads are not forwarded by the Functions host)",
-        ));
+        return Err(empty_body());
     }
     let StrictObject(record) = serde_json::from_slice(body).map_err(|e| {
         let detail = match e.classify() {

@@ -110,6 +110,24 @@ fn traceparent(req: &Request) -> Option<String> {
     .then(|| v.to_ascii_lowercase())
 }
 
+/// Whether a request says it has no body (`Content-Length: 0`, or no length and no chunking).
+fn declares_no_body(req: &Request) -> bool {
+    let length = req.headers.get(header::CONTENT_LENGTH);
+    let chunked = req.headers.contains_key(header::TRANSFER_ENCODING);
+    match length.and_then(|v| v.to_str().ok()) {
+        Some(n) => n.trim() == "0",
+        None => length.is_none() && !chunked,
+    }
+}
+
+/// The 400 for a body that is no acceptable submission.
+fn invalid_submission(e: submission::InvalidSubmission) -> Problem {
+    match &e.field {
+        Some(field) => Problem::invalid_field(field, e.detail.clone()),
+        None => Problem::bad_request(e.detail),
+    }
+}
+
 /// `POST /api/AsyncProcessingWorkAcceptor`
 pub async fn submit(state: &HttpState, mut req: Request) -> Answer {
     let content_type = req
@@ -118,6 +136,12 @@ pub async fn submit(state: &HttpState, mut req: Request) -> Answer {
         .map(|v| v.to_str().unwrap_or("(not text)"));
     match content_type {
         Some(ct) if is_json(ct) => {}
+        // The Functions host forwards a body, and with it `Content-Type`, only when
+        // `Content-Length` is over 0: an empty POST arrives with neither, and deserves the
+        // empty-body answer rather than a complaint about a media type the client did send.
+        None if declares_no_body(&req) => {
+            return Err(invalid_submission(submission::empty_body()));
+        }
         other => return Err(Problem::unsupported_media_type(other)),
     }
     let idempotency_key = match req.headers.get("idempotency-key") {
@@ -140,10 +164,7 @@ pub async fn submit(state: &HttpState, mut req: Request) -> Answer {
         .base(&req.headers)
         .map_err(|e| Problem::bad_request(e.to_string()))?;
     let body = read_body(&mut req, state.settings.max_body_bytes).await?;
-    let record = submission::parse(&body).map_err(|e| match &e.field {
-        Some(field) => Problem::invalid_field(field, e.detail.clone()),
-        None => Problem::bad_request(e.detail.clone()),
-    })?;
+    let record = submission::parse(&body).map_err(invalid_submission)?;
     let request = SubmitRequest {
         record,
         idempotency_key,
@@ -157,7 +178,15 @@ pub async fn submit(state: &HttpState, mut req: Request) -> Answer {
         .map_err(|e| domain_problem(state, e))?;
     let op = &accepted.operation;
     let mut r = json_response(StatusCode::ACCEPTED, &status_body(op));
-    set(&mut r, header::LOCATION, &op.status_url);
+    if state.settings.location_streams_result {
+        set(
+            &mut r,
+            header::LOCATION,
+            &format!("{}?OnComplete=Stream", op.status_url),
+        );
+    } else {
+        set(&mut r, header::LOCATION, &op.status_url);
+    }
     set(
         &mut r,
         "operation-location".parse().expect("static header name"),
@@ -246,8 +275,8 @@ async fn stream_result(state: &HttpState, op: &Operation) -> Answer {
         .await
         .map_err(|e| domain_problem(state, e))?;
     let mut chunks = result.chunks;
-    // The first chunk (1 MiB on Azure Storage, so the whole of most results) is read before
-    // answering: a storage failure then is a clean 503, not a 200 cut off mid-body.
+    // The first piece of the body is read before answering: a storage failure then (the usual
+    // one: storage unreachable) is a clean 503, not a 200 cut off mid-body.
     let first = match chunks.next().await {
         Some(Ok(bytes)) => Some(bytes),
         Some(Err(e)) => return Err(domain_problem(state, e.into())),
@@ -283,7 +312,7 @@ async fn stream_result(state: &HttpState, op: &Operation) -> Answer {
     Ok(r)
 }
 
-/// `DELETE /api/RequestStatus/{id}`
+/// `DELETE /api/RequestStatus/{id}` and `POST /api/operations/{id}:cancel`
 pub async fn cancel(state: &HttpState, raw_id: &str) -> Answer {
     let id = parse_id(raw_id)?;
     let op = state
