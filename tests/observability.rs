@@ -1,12 +1,14 @@
-//! Logs as an operator sees them: JSON lines on stdout (where the Functions host collects
-//! them), the operation id on every line about an operation, and the submitter's W3C
-//! `traceparent` carried through the queue message into the worker's lines.
+//! Logs as an operator sees them: text or JSON lines, information on stdout and warnings and
+//! errors on stderr (so the Functions host, which collects both, records each at its level),
+//! the operation id on every line about an operation, and the submitter's W3C `traceparent`
+//! carried through the queue message into the worker's lines.
 
 mod support;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::app::client;
@@ -220,4 +222,239 @@ async fn no_secret_in_any_log_line_or_error_body() {
         bodies.len()
     );
     let _ = std::fs::remove_file(&log);
+}
+
+/// Which pipe a line came out of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pipe {
+    Stdout,
+    Stderr,
+}
+
+/// The severity the Functions host records a line at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HostLevel {
+    Information,
+    Warning,
+    Error,
+}
+
+/// The host's rule (azure-functions-host `WorkerProcess.ParseErrorMessageAndLog`): stdout is
+/// Information; on stderr, case-insensitive substrings decide, the error words first.
+fn host_level(pipe: Pipe, line: &str) -> HostLevel {
+    let line = line.to_lowercase();
+    match pipe {
+        Pipe::Stdout => HostLevel::Information,
+        Pipe::Stderr if says_error(&line) => HostLevel::Error,
+        Pipe::Stderr if line.contains("warn") => HostLevel::Warning,
+        Pipe::Stderr => HostLevel::Error,
+    }
+}
+
+fn says_error(text: &str) -> bool {
+    let text = text.to_lowercase();
+    ["error", "fail", "severe"].iter().any(|w| text.contains(w))
+}
+
+/// The handler binary with stdout and stderr piped apart, every line collected as it comes.
+struct Piped {
+    child: Child,
+    base: String,
+    incoming: mpsc::Receiver<(Pipe, String)>,
+    lines: Vec<(Pipe, String)>,
+}
+
+impl Piped {
+    fn start(env: &[(&str, &str)]) -> Piped {
+        let port = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_handler"))
+            .env_clear()
+            .env("PORT", port.to_string())
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, incoming) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        for (pipe, reader) in [
+            (Pipe::Stdout, Box::new(out) as Box<dyn Read + Send>),
+            (Pipe::Stderr, Box::new(err)),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(reader).lines().map_while(Result::ok) {
+                    let _ = tx.send((pipe, line));
+                }
+            });
+        }
+        let mut piped = Piped {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            incoming,
+            lines: Vec::new(),
+        };
+        // Logged once the port is bound: from then on connections are taken.
+        piped.wait_for_line(|_, l| l.contains("listening on"));
+        piped
+    }
+
+    /// Blocks (bounded) until a line matching `wanted` arrives.
+    fn wait_for_line(&mut self, wanted: impl Fn(Pipe, &str) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.incoming.recv_timeout(left) {
+                Ok((pipe, line)) => {
+                    let found = wanted(pipe, &line);
+                    self.lines.push((pipe, line));
+                    if found {
+                        return;
+                    }
+                }
+                Err(e) => panic!("the awaited line did not come ({e}): {:#?}", self.lines),
+            }
+        }
+    }
+
+    /// SIGTERM, exit 0, and every line both pipes carried until they closed.
+    fn stop(mut self) -> Vec<(Pipe, String)> {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        assert!(self.child.wait().unwrap().success(), "exit 0 after SIGTERM");
+        // Both readers end at end of file, and with them the channel.
+        self.lines.extend(self.incoming.iter());
+        self.lines
+    }
+}
+
+/// The level an event was logged at, as the line spells it, for either format.
+fn level_word(json: bool, line: &str) -> String {
+    if json {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        v["level"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no level: {line}"))
+            .to_string()
+    } else {
+        // `<timestamp> <LEVEL> <spans>: <target>: <message> <fields>`
+        line.split_whitespace()
+            .nth(1)
+            .unwrap_or_else(|| panic!("no level: {line}"))
+            .to_string()
+    }
+}
+
+/// Submits a record and returns its status URL and operation id.
+async fn submit(http: &reqwest::Client, base: &str, record: Value) -> (String, String) {
+    let r = http
+        .post(format!("{base}/api/AsyncProcessingWorkAcceptor"))
+        .json(&record)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let id = location.rsplit('/').next().unwrap().to_string();
+    (location, id)
+}
+
+/// Two runs that log at every level the host tells apart, then the host's rule applied to
+/// every line. A failed operation's warning (`operation failed`, so the host says Error
+/// whatever the level word); a warning that says nothing of failure (the shutdown grace
+/// period running out, with work still in flight), which must come out as a Warning.
+async fn every_line_is_classified_at_its_level(format: &str) {
+    let json = format == "json";
+    let http = client();
+    let base_env = [("LOG_FORMAT", format), ("RUST_LOG", "info")];
+
+    let run = Piped::start(&base_env);
+    let (location, _) = submit(
+        &http,
+        &run.base,
+        json!({"id": "1", "customername": "C", "simulateFailure": "permanent"}),
+    )
+    .await;
+    let r = http
+        .get(format!("{location}?OnPending=Synchronous"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422, "the work failed");
+    let mut lines = run.stop();
+
+    let mut run = Piped::start(
+        &[
+            &base_env[..],
+            &[
+                ("PROCESSING_DELAY_MS", "600000"),
+                ("SHUTDOWN_GRACE_SECONDS", "0"),
+            ],
+        ]
+        .concat(),
+    );
+    let (_, id) = submit(&http, &run.base, json!({"id": "2", "customername": "C"})).await;
+    run.wait_for_line(|_, l| l.contains(&id) && l.contains("working"));
+    lines.extend(run.stop());
+
+    let mut seen = Vec::new();
+    for (pipe, line) in &lines {
+        let level = level_word(json, line);
+        let host = host_level(*pipe, line);
+        match level.as_str() {
+            "TRACE" | "DEBUG" | "INFO" => {
+                assert_eq!(*pipe, Pipe::Stdout, "{line}");
+                assert_eq!(host, HostLevel::Information, "{line}");
+            }
+            "WARN" => {
+                assert_eq!(*pipe, Pipe::Stderr, "a warning on stdout: {line}");
+                // The level word itself must not make a warning an error.
+                let said = line.replacen(&level, "", 1);
+                let expected = if says_error(&said) {
+                    HostLevel::Error
+                } else {
+                    HostLevel::Warning
+                };
+                assert_eq!(host, expected, "{line}");
+            }
+            "ERROR" => {
+                assert_eq!(*pipe, Pipe::Stderr, "an error on stdout: {line}");
+                assert_eq!(host, HostLevel::Error, "{line}");
+            }
+            other => panic!("unknown level {other}: {line}"),
+        }
+        seen.push((level, host, line));
+    }
+    let any = |level: &str, host: HostLevel, text: &str| {
+        seen.iter()
+            .any(|(l, h, line)| l == level && *h == host && line.contains(text))
+    };
+    assert!(
+        any("INFO", HostLevel::Information, "accepted"),
+        "{lines:#?}"
+    );
+    assert!(
+        any("WARN", HostLevel::Error, "operation failed"),
+        "the host reads \"fail\" as an error: {lines:#?}"
+    );
+    assert!(
+        any("WARN", HostLevel::Warning, "shutdown grace period over"),
+        "{lines:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_lines_are_classified_by_the_host_at_their_level() {
+    every_line_is_classified_at_its_level("text").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_lines_are_classified_by_the_host_at_their_level() {
+    every_line_is_classified_at_its_level("json").await;
 }
