@@ -568,3 +568,109 @@ async fn a_client_stalling_in_its_headers_is_cut_off() {
         "got {text:?}"
     );
 }
+
+/// Reads until the server closes `stream` (EOF or reset), returning what it sent first.
+/// Panics if it is still open after `limit`.
+async fn closed_by_server(stream: &mut TcpStream, limit: Duration, what: &str) -> Vec<u8> {
+    let mut raw = Vec::new();
+    let read = tokio::time::timeout(limit, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "{what} was still open after {limit:?}");
+    raw
+}
+
+/// Clients that connect and send nothing are dropped after `HEADER_TIMEOUT_SECONDS`: before
+/// any protocol applies its own timeout, so `MAX_CONNECTIONS` of them would otherwise lock
+/// everyone else out for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_dropped_and_do_not_lock_others_out() {
+    let app = TestApp::start(
+        Backend::Memory,
+        &[("MAX_CONNECTIONS", "4"), ("HEADER_TIMEOUT_SECONDS", "1")],
+    )
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    // Connected first, so they take every slot before the real client is accepted.
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    // The silent sockets stay open on this side while the real client is served.
+    let answer = exchange(&addr, &get("/"), Duration::from_secs(10))
+        .await
+        .expect("answered, not closed");
+    assert_eq!(answer.0, 200);
+    for (i, s) in silent.iter_mut().enumerate() {
+        let sent =
+            closed_by_server(s, Duration::from_secs(10), &format!("silent socket {i}")).await;
+        assert!(sent.is_empty(), "a silent socket got {sent:?}");
+    }
+}
+
+/// A client that sends the start of the HTTP/2 preface and stalls is dropped too: the
+/// protocol is still unknown, so no protocol's timeout covers it yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_stalling_in_the_http2_preface_is_cut_off() {
+    let app = TestApp::start(Backend::Memory, &[("HEADER_TIMEOUT_SECONDS", "1")]).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    let sent = closed_by_server(&mut s, Duration::from_secs(10), "a half-sent preface").await;
+    assert!(sent.is_empty(), "got {sent:?}");
+}
+
+/// An HTTP/1.1 keep-alive connection left idle after its response is closed after
+/// `HEADER_TIMEOUT_SECONDS` (hyper times the wait for the next request's head), so idle
+/// keep-alive clients do not hold slots either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let app = TestApp::start(Backend::Memory, &[("HEADER_TIMEOUT_SECONDS", "1")]).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let sent = closed_by_server(
+        &mut s,
+        Duration::from_secs(10),
+        "an idle keep-alive connection",
+    )
+    .await;
+    let text = String::from_utf8_lossy(&sent);
+    assert!(text.starts_with("HTTP/1.1 200"), "got {text:?}");
+    assert!(
+        !text.to_ascii_lowercase().contains("connection: close"),
+        "the server closed by its own choice, not for idleness: {text:?}"
+    );
+}
+
+/// A connection still silent when shutdown begins does not hold shutdown up for its header
+/// timeout (nor for the grace period): it is dropped at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_does_not_delay_shutdown() {
+    let mut app = TestApp::start(
+        Backend::Memory,
+        &[
+            ("HEADER_TIMEOUT_SECONDS", "60"),
+            ("SHUTDOWN_GRACE_SECONDS", "30"),
+        ],
+    )
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut silent = TcpStream::connect(&addr).await.unwrap();
+    // Accepted in order: once a later client is answered, the silent one is being served.
+    let answer = exchange(&addr, &get("/"), Duration::from_secs(10)).await;
+    assert_eq!(answer.map(|a| a.0), Some(200));
+    let stopped = tokio::time::timeout(Duration::from_secs(10), app.stop()).await;
+    assert!(stopped.is_ok(), "shutdown waited on a silent connection");
+    let sent = closed_by_server(&mut silent, Duration::from_secs(5), "the silent socket").await;
+    assert!(sent.is_empty(), "got {sent:?}");
+}

@@ -7,6 +7,7 @@ pub mod problem;
 pub mod public_url;
 pub mod query;
 pub mod server;
+mod sniff_deadline;
 
 use std::convert::Infallible;
 use std::sync::Arc;

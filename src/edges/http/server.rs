@@ -1,6 +1,7 @@
 //! The HTTP server loop: accepts connections up to a configured bound (past it, new connections
 //! wait in the listen backlog instead of exhausting memory), serves each with hyper under
-//! header-size and header-time limits, and drains in-flight requests on shutdown.
+//! header-size and header-time limits (from the first byte on), and drains in-flight requests on
+//! shutdown.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,6 +16,8 @@ use tokio::sync::{watch, Semaphore};
 use tracing::{debug, warn};
 use warp::Filter;
 
+use super::sniff_deadline::SniffDeadline;
+
 /// Limits on connections and on what a client may send before its body.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
@@ -22,7 +25,8 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
     /// Bytes of request line plus headers; past it hyper answers `431`.
     pub max_header_bytes: usize,
-    /// Time a client has to send its request line and headers.
+    /// Time a client has to send its request line and headers (hyper's timer, for every
+    /// request on a connection), and, on a new connection, to send its first bytes at all.
     pub header_timeout: Duration,
 }
 
@@ -46,6 +50,10 @@ pub async fn serve<F>(
     builder
         .http1()
         .timer(TokioTimer::new())
+        // hyper (1.x) starts this timer whenever it waits for a request head, including the
+        // wait for the next request on an idle keep-alive connection (`State::idle` re-arms
+        // it), so idle keep-alive clients give their slot back too. It does not cover the
+        // protocol sniff before HTTP/1 starts: `SniffDeadline` does.
         .header_read_timeout(limits.header_timeout)
         // hyper's read buffer bounds the request head; 8 KiB is its floor.
         .max_buf_size(limits.max_header_bytes.max(8192));
@@ -72,6 +80,9 @@ pub async fn serve<F>(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(warp::service(filter.clone()));
+        // The deadline runs inside the connection's own task, so the accept loop never waits
+        // on it, and graceful shutdown cancels a connection still sniffing at once.
+        let stream = SniffDeadline::new(stream, limits.header_timeout);
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
