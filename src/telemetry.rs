@@ -31,17 +31,13 @@ pub fn init(format: LogFormat, filter: &str) {
 }
 
 /// Warnings and errors to `warnings`, everything else to `rest`. The host (`WorkerProcess.
-/// ParseErrorMessageAndLog`) logs every stdout line as Information, and a stderr line as Error
-/// if it contains "error", "fail" or "severe", else as Warning if it contains "warn" (else as
-/// Error, in some host versions), case-insensitively. The level word written in every line
+/// ParseErrorMessageAndLog`) logs every stdout line as Information; a stderr line containing
+/// "warn" (any case) as a Warning, checked first; and any other stderr line as an Error (a
+/// custom handler's `UseStdErrorStreamForErrorsOnly`; language workers, and some older hosts,
+/// take only lines saying "error", "fail" or "severe" for Errors). The level word in every line
 /// ("WARN" / "ERROR" in text, `"level":"WARN"` / `"level":"ERROR"` in JSON) therefore lands
-/// each on its own severity, and an ERROR line is an Error whatever it says.
-///
-/// A warning whose message or fields say "fail" or "error" (`operation failed`, `error = %e`)
-/// still shows as an Error: the host checks those words first, and nothing written beside them
-/// can outweigh them. Rewording or masking what an event says to dodge the host's substring
-/// check would make the line less true, so it is left as it is; Application Insights queries
-/// that need the exact level can read the level word.
+/// each on its own severity under either rule, whatever else the line says; only an ERROR
+/// event whose own text says "warn" would show as a Warning.
 fn by_level<W, R>(warnings: W, rest: R) -> impl for<'w> MakeWriter<'w> + Send + Sync + 'static
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
