@@ -96,7 +96,7 @@ async fn the_host_drives_a_request_end_to_end_on_azurite() {
     let message: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(message["RequestGUID"], id);
     assert_eq!(message["RequestStatusURL"], location);
-    assert_eq!(message["customername"], "Contoso");
+    assert_eq!(message["RequestRecord"]["customername"], "Contoso");
     assert!(message["RequestSubmittedAt"].is_string());
 
     let r = http
@@ -236,4 +236,70 @@ async fn standalone_binary_serves_the_walkthrough_in_memory() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Under the host, no storage setting is a refusal naming it, never work kept where the host
+/// cannot deliver it; identity-based settings alone are refused by name too.
+#[test]
+fn under_the_host_missing_storage_stops_startup_naming_the_setting() {
+    for (extra, named) in [
+        (None, "AzureWebJobsStorage"),
+        (
+            Some(("AzureWebJobsStorage__accountName", "myaccount")),
+            "AzureWebJobsStorage__accountName",
+        ),
+    ] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_handler"));
+        cmd.env_clear()
+            .env(
+                "FUNCTIONS_CUSTOMHANDLER_PORT",
+                support::host::free_port().to_string(),
+            )
+            .env("FUNCTIONS_WORKER_RUNTIME", "custom")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if let Some((k, v)) = extra {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("the binary runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(named), "{named}: {stderr}");
+    }
+}
+
+/// Storage that accepts connections and never answers: under the host, `GET /` still answers
+/// within the host's 30 s, and a submission gets a prompt 503 with `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_host_silent_storage_does_not_keep_the_probe_waiting() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    // Accept and hold every connection, answering nothing.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let conn = format!(
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={KEY};\
+         BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1"
+    );
+    let started = std::time::Instant::now();
+    // `start` fails the test unless GET / answers within 30 s, as the host would give up.
+    let handler = Handler::start(&[
+        ("AzureWebJobsStorage", conn.as_str()),
+        ("STORAGE_TIMEOUT_MS", "1000"),
+        ("STORAGE_MAX_RETRIES", "0"),
+    ])
+    .await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let r = client()
+        .post(format!("{}/api/AsyncProcessingWorkAcceptor", handler.base))
+        .json(&json!({"id": "1", "customername": "Contoso"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().contains_key("retry-after"));
 }

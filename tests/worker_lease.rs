@@ -147,3 +147,101 @@ async fn work_outlasting_the_visibility_timeout_keeps_its_message_hidden() {
         .expect("the worker stops")
         .unwrap();
 }
+
+/// Work that only counts how often it is asked.
+#[derive(Default)]
+struct CountedWork(AtomicUsize);
+
+#[async_trait]
+impl async_request_reply::domain::work::Work for CountedWork {
+    async fn perform(
+        &self,
+        input: async_request_reply::domain::work::WorkInput,
+    ) -> Result<
+        async_request_reply::domain::work::WorkOutput,
+        async_request_reply::domain::work::WorkError,
+    > {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        async_request_reply::domain::work::SampleWork::default()
+            .perform(input)
+            .await
+    }
+}
+
+/// A message whose allowed deliveries were all taken by instances that died before reporting
+/// back is not worked on again: as under the host, it goes to the poison queue unprocessed,
+/// and the poison loop ends its operation `Failed` and keeps a copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_past_its_allowed_deliveries_goes_to_poison_unprocessed() {
+    let queue = Arc::new(MemoryWorkQueue::new());
+    let work = Arc::new(CountedWork::default());
+    let service = Arc::new(Service::new(
+        Arc::new(MemoryRecordStore::new()),
+        Arc::new(MemoryResultStore::new()),
+        queue.clone(),
+        work.clone(),
+        Arc::new(SystemClock),
+        ServiceSettings {
+            max_dequeue_count: 2,
+            ..ServiceSettings::default()
+        },
+    ));
+    let Value::Object(record) = json!({ "id": "1", "customername": "Contoso" }) else {
+        unreachable!()
+    };
+    let accepted = service
+        .submit(
+            SubmitRequest {
+                record,
+                idempotency_key: None,
+                traceparent: None,
+            },
+            &|id| format!("http://localhost/api/RequestStatus/{id}"),
+        )
+        .await
+        .expect("accepted");
+    let id = accepted.operation.id;
+    // Two deliveries to instances that crashed: received, never deleted, visible again at once.
+    for _ in 0..2 {
+        assert_eq!(queue.receive(32, Duration::ZERO).await.unwrap().len(), 1);
+    }
+    let settings = WorkerSettings {
+        concurrency: 4,
+        visibility_timeout: Duration::from_secs(30),
+        max_poll_interval: Duration::from_millis(100),
+    };
+    let (stop, stopped) = watch::channel(false);
+    let running = tokio::spawn(worker::run(service.clone(), settings, stopped));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let failed = loop {
+        let op = service.get(id).await.unwrap();
+        if op.status.is_terminal() {
+            break op;
+        }
+        assert!(Instant::now() < deadline, "still {} after 10 s", op.status);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(failed.status, Status::Failed);
+    assert_eq!(failed.error.unwrap().code, "RetriesExhausted");
+    assert_eq!(
+        work.0.load(Ordering::SeqCst),
+        0,
+        "the work was not run again"
+    );
+    assert_eq!(queue.len(), 0, "gone from the work queue");
+    until(
+        "the poison message's deletion",
+        Duration::from_secs(10),
+        || queue.poison_messages().is_empty(),
+    )
+    .await;
+    let copies = service.poison_copies().await.unwrap();
+    assert_eq!(copies.len(), 1);
+    assert_eq!(copies[0].operation_id, Some(id));
+
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the worker stops")
+        .unwrap();
+}
