@@ -14,6 +14,8 @@ FUNCTIONS = [
     "AsyncProcessingBackgroundWorker",
     "AsyncOperationStatusChecker",
     "AsyncOperationStatusMonitor",
+    "AsyncOperationCancel",
+    "AsyncProcessingPoisonWorker",
 ]
 
 

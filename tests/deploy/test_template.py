@@ -63,6 +63,9 @@ def test_containers_are_private_and_queues_exist(template):
     # The queue the trigger listens on is the one the template creates.
     binding = json.loads((ROOT / "AsyncProcessingBackgroundWorker" / "function.json").read_text())
     assert binding["bindings"][0]["queueName"] == variables["queueName"]
+    # And the poison function listens on the poison queue the template creates.
+    poison = json.loads((ROOT / "AsyncProcessingPoisonWorker" / "function.json").read_text())
+    assert poison["bindings"][0]["queueName"] == variables["poisonQueueName"]
 
 
 def test_lifecycle_rule_deletes_after_the_announced_retention(template):
