@@ -529,19 +529,20 @@ async fn transient_failures_are_retried_then_failed_on_the_last_attempt(backend:
         r.status().is_server_error(),
         "the last attempt goes to poison"
     );
-    let p = assert_problem(
-        app.client.get(&location).send().await.unwrap(),
-        422,
-        "operation-failed",
-    )
-    .await;
-    assert_eq!(p["error"]["code"], "RetriesExhausted");
+    assert_failed(&app, &location, "RetriesExhausted").await;
     // The poison function finds it ended, keeps a copy, and completes.
     assert_invocation_ok(invoke_poison(&app, &text).await).await;
     let copies = poison_copies(&app).await;
     assert_eq!(copies.len(), 1);
     assert_eq!(copies[0].status, Some(Status::Failed));
     assert_eq!(copies[0].last_error.code, "RetriesExhausted");
+}
+
+/// Asserts that the status URL answers the failure problem with this error code.
+async fn assert_failed(app: &TestApp, location: &str, code: &str) {
+    let r = app.client.get(location).send().await.unwrap();
+    let p = assert_problem(r, 422, "operation-failed").await;
+    assert_eq!(p["error"]["code"], code, "{p}");
 }
 
 async fn invoke_poison(app: &TestApp, text: &str) -> reqwest::Response {
@@ -572,13 +573,7 @@ async fn a_poison_message_ends_its_operation_failed_and_is_kept(backend: Backend
     // work function, and the poison function is the first to hear of it.
     let text = take_message(&app).await;
     assert_invocation_ok(invoke_poison(&app, &text).await).await;
-    let p = assert_problem(
-        app.client.get(&location).send().await.unwrap(),
-        422,
-        "operation-failed",
-    )
-    .await;
-    assert_eq!(p["error"]["code"], "RetriesExhausted");
+    assert_failed(&app, &location, "RetriesExhausted").await;
     // Delivered twice: the same outcome, one copy.
     assert_invocation_ok(invoke_poison(&app, &text).await).await;
     let copies = poison_copies(&app).await;
@@ -630,13 +625,7 @@ async fn a_record_cannot_forge_the_hosts_metadata(backend: Backend) {
             .unwrap();
         assert!(r.status().is_server_error(), "attempt {attempt}");
     }
-    let p = assert_problem(
-        app.client.get(&location).send().await.unwrap(),
-        422,
-        "operation-failed",
-    )
-    .await;
-    assert_eq!(p["error"]["code"], "RetriesExhausted");
+    assert_failed(&app, &location, "RetriesExhausted").await;
 }
 
 async fn a_message_that_shadows_the_metadata_is_not_trusted(backend: Backend) {
@@ -789,13 +778,7 @@ async fn undecodable_messages_do_not_loop(backend: Backend) {
     take_message(&app).await;
     let broken = json!({"RequestGUID": id, "RequestSubmittedAt": "2026-11-24T10:00:00Z", "RequestStatusURL": location, "customername": "no id"});
     assert_invocation_ok(invoke(&app, &broken.to_string(), 1).await).await;
-    let p = assert_problem(
-        app.client.get(&location).send().await.unwrap(),
-        422,
-        "operation-failed",
-    )
-    .await;
-    assert_eq!(p["error"]["code"], "InvalidMessage");
+    assert_failed(&app, &location, "InvalidMessage").await;
     // A payload that is no invocation at all is refused (the host retries, then poisons it).
     let r = app
         .client

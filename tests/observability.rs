@@ -420,7 +420,11 @@ async fn every_line_is_classified_at_its_level(format: &str) {
         };
         assert_eq!(*pipe, pipe_expected, "{level} on the wrong pipe: {line}");
         assert_eq!(host, expected, "{line}");
-        assert_eq!(host_level(*pipe, line, false), expected, "older hosts: {line}");
+        assert_eq!(
+            host_level(*pipe, line, false),
+            expected,
+            "older hosts: {line}"
+        );
         seen.push((level, host, line));
     }
     let any = |level: &str, host: HostLevel, text: &str| {

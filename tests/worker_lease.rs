@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use async_request_reply::adapters::memory::{
@@ -19,7 +19,7 @@ use async_request_reply::adapters::memory::{
 use async_request_reply::config::WorkerSettings;
 use async_request_reply::domain::ports::{Delivery, Receipt, StoreError, SystemClock, WorkQueue};
 use async_request_reply::domain::service::SubmitRequest;
-use async_request_reply::domain::{Service, ServiceSettings, Status};
+use async_request_reply::domain::{OperationId, Service, ServiceSettings, Status};
 use async_request_reply::edges::worker;
 
 use support::work::GatedWork;
@@ -63,6 +63,41 @@ impl WorkQueue for CountingQueue {
     }
 }
 
+/// A service on memory stores and the given queue and work.
+fn service_on(
+    queue: Arc<dyn WorkQueue>,
+    work: Arc<dyn async_request_reply::domain::work::Work>,
+    settings: ServiceSettings,
+) -> Arc<Service> {
+    Arc::new(Service::new(
+        Arc::new(MemoryRecordStore::new()),
+        Arc::new(MemoryResultStore::new()),
+        queue,
+        work,
+        Arc::new(SystemClock),
+        settings,
+    ))
+}
+
+/// Submits the sample's record and answers its operation id.
+async fn submit_one(service: &Service) -> OperationId {
+    let Value::Object(record) = json!({ "id": "1", "customername": "Contoso" }) else {
+        unreachable!()
+    };
+    let request = SubmitRequest {
+        record,
+        idempotency_key: None,
+        traceparent: None,
+    };
+    let status_url = |id| format!("http://localhost/api/RequestStatus/{id}");
+    service
+        .submit(request, &status_url)
+        .await
+        .expect("accepted")
+        .operation
+        .id
+}
+
 /// Polls `done` every 20 ms for at most `within`.
 async fn until(what: &str, within: Duration, done: impl Fn() -> bool) {
     let deadline = Instant::now() + within;
@@ -79,14 +114,7 @@ async fn until(what: &str, within: Duration, done: impl Fn() -> bool) {
 async fn work_outlasting_the_visibility_timeout_keeps_its_message_hidden() {
     let queue = Arc::new(CountingQueue::default());
     let work = Arc::new(GatedWork::default());
-    let service = Arc::new(Service::new(
-        Arc::new(MemoryRecordStore::new()),
-        Arc::new(MemoryResultStore::new()),
-        queue.clone(),
-        work.clone(),
-        Arc::new(SystemClock),
-        ServiceSettings::default(),
-    ));
+    let service = service_on(queue.clone(), work.clone(), ServiceSettings::default());
     let visibility = Duration::from_secs(1);
     let settings = WorkerSettings {
         concurrency: 4,
@@ -96,21 +124,7 @@ async fn work_outlasting_the_visibility_timeout_keeps_its_message_hidden() {
     let (stop, stopped) = watch::channel(false);
     let running = tokio::spawn(worker::run(service.clone(), settings, stopped));
 
-    let Value::Object(record) = json!({ "id": "1", "customername": "Contoso" }) else {
-        unreachable!()
-    };
-    let accepted = service
-        .submit(
-            SubmitRequest {
-                record: Map::clone(&record),
-                idempotency_key: None,
-                traceparent: None,
-            },
-            &|id| format!("http://localhost/api/RequestStatus/{id}"),
-        )
-        .await
-        .expect("accepted");
-    let id = accepted.operation.id;
+    let id = submit_one(&service).await;
     tokio::time::timeout(Duration::from_secs(10), work.started.notified())
         .await
         .expect("the worker starts the work");
@@ -175,32 +189,12 @@ impl async_request_reply::domain::work::Work for CountedWork {
 async fn a_message_past_its_allowed_deliveries_goes_to_poison_unprocessed() {
     let queue = Arc::new(MemoryWorkQueue::new());
     let work = Arc::new(CountedWork::default());
-    let service = Arc::new(Service::new(
-        Arc::new(MemoryRecordStore::new()),
-        Arc::new(MemoryResultStore::new()),
-        queue.clone(),
-        work.clone(),
-        Arc::new(SystemClock),
-        ServiceSettings {
-            max_dequeue_count: 2,
-            ..ServiceSettings::default()
-        },
-    ));
-    let Value::Object(record) = json!({ "id": "1", "customername": "Contoso" }) else {
-        unreachable!()
+    let settings = ServiceSettings {
+        max_dequeue_count: 2,
+        ..ServiceSettings::default()
     };
-    let accepted = service
-        .submit(
-            SubmitRequest {
-                record,
-                idempotency_key: None,
-                traceparent: None,
-            },
-            &|id| format!("http://localhost/api/RequestStatus/{id}"),
-        )
-        .await
-        .expect("accepted");
-    let id = accepted.operation.id;
+    let service = service_on(queue.clone(), work.clone(), settings);
+    let id = submit_one(&service).await;
     // Two deliveries to instances that crashed: received, never deleted, visible again at once.
     for _ in 0..2 {
         assert_eq!(queue.receive(32, Duration::ZERO).await.unwrap().len(), 1);
