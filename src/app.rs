@@ -167,6 +167,7 @@ pub async fn start_with(
                 trust_forwarded_headers: config.trust_forwarded_headers,
             },
             max_body_bytes: config.max_body_bytes,
+            body_timeout: config.body_timeout,
             retry_after: config.retry_after,
             sync_wait_max: config.sync_wait_max,
             location_streams_result: config.location_streams_result,

@@ -54,6 +54,8 @@ pub struct Config {
     /// `TRUST_FORWARDED_HEADERS`: build URLs from `X-Forwarded-Proto`/`X-Forwarded-Host`.
     pub trust_forwarded_headers: bool,
     pub max_body_bytes: usize,
+    /// `BODY_TIMEOUT_SECONDS`: how long a client may take to send its body (then `408`).
+    pub body_timeout: Duration,
     pub retry_after: Duration,
     pub sync_wait_max: Duration,
     /// `LOCATION_STREAMS_RESULT`: the `202`'s `Location` ends in the result (`200`), not a `302`.
@@ -167,6 +169,7 @@ impl Config {
             trust_forwarded_headers: v.flag("TRUST_FORWARDED_HEADERS", false)?,
             max_body_bytes: v.number("MAX_BODY_BYTES", 1024 * 1024, 1024, 128 * 1024 * 1024)?
                 as usize,
+            body_timeout: Duration::from_secs(v.number("BODY_TIMEOUT_SECONDS", 30, 1, 600)?),
             retry_after: Duration::from_secs(v.number("RETRY_AFTER_SECONDS", 1, 1, 3600)?),
             sync_wait_max: Duration::from_secs(v.number(
                 "SYNC_WAIT_SECONDS",
@@ -447,6 +450,7 @@ mod tests {
             ("SYNC_WAIT_SECONDS", "231"),
             ("RETENTION_SECONDS", "-1"),
             ("MAX_BODY_BYTES", "1k"),
+            ("BODY_TIMEOUT_SECONDS", "0"),
             ("TRUST_FORWARDED_HEADERS", "maybe"),
             ("LOCATION_STREAMS_RESULT", "sometimes"),
             ("LOG_FORMAT", "xml"),

@@ -139,10 +139,11 @@ fn invocation_response(status: StatusCode, logs: Vec<String>) -> warp::reply::Re
 
 /// Reads an invocation's message text, refusing what is no invocation with a 400.
 async fn read_invocation(
+    state: &HttpState,
     req: &mut Request,
     binding: &str,
 ) -> Result<(Invocation, String), Problem> {
-    let body = read_body(req, MAX_INVOCATION_BYTES).await?;
+    let body = read_body(req, MAX_INVOCATION_BYTES, state.settings.body_timeout).await?;
     let parsed = Invocation::parse(&body).and_then(|i| {
         let text = i.message_text(binding)?;
         Ok((i, text))
@@ -166,7 +167,7 @@ fn answer(outcome: Outcome, line: String) -> warp::reply::Response {
 
 /// `POST /AsyncProcessingBackgroundWorker`: one delivery of a work message.
 pub async fn handle(state: &HttpState, mut req: Request) -> Result<warp::reply::Response, Problem> {
-    let (invocation, text) = read_invocation(&mut req, QUEUE_ITEM_BINDING).await?;
+    let (invocation, text) = read_invocation(state, &mut req, QUEUE_ITEM_BINDING).await?;
     let shadowed = shadowed_host_keys(&text);
     if !shadowed.is_empty() {
         warn!(
@@ -186,7 +187,7 @@ pub async fn handle_poison(
     state: &HttpState,
     mut req: Request,
 ) -> Result<warp::reply::Response, Problem> {
-    let (invocation, text) = read_invocation(&mut req, POISON_ITEM_BINDING).await?;
+    let (invocation, text) = read_invocation(state, &mut req, POISON_ITEM_BINDING).await?;
     let message_id = invocation.message_id();
     let outcome = state.service.poisoned(&text, &message_id).await;
     let line = format!("poison message {message_id}: {outcome:?}");

@@ -163,7 +163,8 @@ pub async fn submit(state: &HttpState, mut req: Request) -> Answer {
         .urls
         .base(&req.headers)
         .map_err(|e| Problem::bad_request(e.to_string()))?;
-    let body = read_body(&mut req, state.settings.max_body_bytes).await?;
+    let settings = &state.settings;
+    let body = read_body(&mut req, settings.max_body_bytes, settings.body_timeout).await?;
     let record = submission::parse(&body).map_err(invalid_submission)?;
     let request = SubmitRequest {
         record,

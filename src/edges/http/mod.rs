@@ -29,6 +29,8 @@ use public_url::UrlPolicy;
 pub struct HttpSettings {
     pub urls: UrlPolicy,
     pub max_body_bytes: usize,
+    /// `BODY_TIMEOUT_SECONDS`: how long a client may take to send its body.
+    pub body_timeout: Duration,
     pub retry_after: Duration,
     pub sync_wait_max: Duration,
     /// `LOCATION_STREAMS_RESULT`: the `202`'s `Location` asks for the result itself
@@ -52,8 +54,6 @@ pub struct Request {
     pub body: BoxStream<'static, Result<Bytes, warp::Error>>,
 }
 
-/// How long a client may take to send its body.
-const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The whole HTTP surface as one filter that never rejects.
 pub fn routes(
@@ -166,7 +166,11 @@ fn ok_text(text: &'static str) -> warp::reply::Response {
 /// Reads a body of at most `limit` bytes: refuses a larger declared `Content-Length` before
 /// reading anything, stops reading a longer body as soon as it passes the limit, and gives up
 /// on a client that sends too slowly.
-pub async fn read_body(req: &mut Request, limit: usize) -> Result<Bytes, Problem> {
+pub async fn read_body(
+    req: &mut Request,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, Problem> {
     let declared = req
         .headers
         .get(header::CONTENT_LENGTH)
@@ -187,7 +191,7 @@ pub async fn read_body(req: &mut Request, limit: usize) -> Result<Bytes, Problem
         }
         Ok(buf.freeze())
     };
-    tokio::time::timeout(BODY_TIMEOUT, read)
+    tokio::time::timeout(timeout, read)
         .await
         .unwrap_or_else(|_| Err(Problem::request_timeout()))
 }
