@@ -1,92 +1,26 @@
-//! Wiring: builds the storage adapters and the service from `Config`, binds the listener,
-//! and runs the HTTP server (plus, standalone, the queue worker and the retention sweep)
-//! until shutdown, which finishes in-flight requests and messages within a grace period.
+//! The composition root: builds the storage adapters and the service from `Config` and the
+//! work it is given, binds the listener, and runs the HTTP server (plus, standalone, the queue
+//! worker and the retention sweep) until shutdown, which one token signals to all of them and
+//! which finishes in-flight requests and messages within a grace period.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::adapters::azure::AzureStorage;
-use crate::adapters::memory::{MemoryRecordStore, MemoryResultStore, MemoryWorkQueue};
-use crate::config::{Config, Mode, StorageConfig};
-use crate::domain::ports::{RecordStore, ResultStore, StoreError, SystemClock, WorkQueue};
-use crate::domain::work::{SampleWork, Work};
+use crate::adapters::{azure, memory};
+use crate::config::{Config, Mode, StorageConfig, IN_MEMORY_UNDER_HOST};
+use crate::domain::ports::{Storage, StoreError, SystemClock};
+use crate::domain::work::Work;
 use crate::domain::Service;
-use crate::edges::http::{self, public_url::UrlPolicy, HttpSettings, HttpState};
+use crate::edges::http::public_url::UrlPolicy;
+use crate::edges::http::state::{HttpSettings, HttpState};
+use crate::edges::http::{self, server};
 use crate::edges::worker;
-
-/// The three stores the service runs on.
-#[derive(Clone)]
-pub struct Storage {
-    pub records: Arc<dyn RecordStore>,
-    pub results: Arc<dyn ResultStore>,
-    pub queue: Arc<dyn WorkQueue>,
-}
-
-impl Storage {
-    pub fn memory() -> Self {
-        Self {
-            records: Arc::new(MemoryRecordStore::new()),
-            results: Arc::new(MemoryResultStore::new()),
-            queue: Arc::new(MemoryWorkQueue::new()),
-        }
-    }
-
-    /// Connects to what the configuration names, creating containers and queues if missing.
-    pub async fn connect(config: &StorageConfig) -> Result<Self, StartupError> {
-        Self::open(config, false).await
-    }
-
-    /// As `connect`, within [`STARTUP_STORAGE_DEADLINE`]. Storage that refuses (bad
-    /// credentials, a bad name) always stops start-up. Storage that does not answer in time
-    /// stops a standalone start too, but not one under the Functions host: the host waits only
-    /// 30 s for `GET /` and then restarts the handler (and stops itself after three such
-    /// failures), so there the handler serves instead, answering `503` while storage is away,
-    /// and creates what is missing on first use.
-    async fn open(config: &StorageConfig, host_mode: bool) -> Result<Self, StartupError> {
-        let settings = match config {
-            StorageConfig::Memory => return Ok(Self::memory()),
-            StorageConfig::Azure(settings) => settings,
-        };
-        let failed = |e: &dyn std::fmt::Display| {
-            StartupError::Storage(format!(
-                "cannot use the storage account that AzureWebJobsStorage names ({}): {e}",
-                settings.connection.blob_endpoint()
-            ))
-        };
-        let unprepared = AzureStorage::build(settings).map_err(|e| failed(&e))?;
-        match tokio::time::timeout(STARTUP_STORAGE_DEADLINE, unprepared.prepare()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e @ StoreError::Unavailable(_))) if host_mode => {
-                warn!(error = %e, "storage is unavailable at start-up; serving anyway (503 until it answers)");
-            }
-            Err(_) if host_mode => {
-                warn!(
-                    deadline_seconds = STARTUP_STORAGE_DEADLINE.as_secs(),
-                    "storage did not answer at start-up in time; serving anyway (503 until it answers)"
-                );
-            }
-            Ok(Err(e)) => return Err(failed(&e)),
-            Err(_) => {
-                return Err(failed(&format_args!(
-                    "no answer within {} s",
-                    STARTUP_STORAGE_DEADLINE.as_secs()
-                )))
-            }
-        }
-        let s = unprepared.ready();
-        Ok(Self {
-            records: s.records,
-            results: s.results,
-            queue: s.queue,
-        })
-    }
-}
 
 /// How long start-up waits for storage: well inside the 30 s in which the Functions host
 /// expects the handler to answer `GET /`.
@@ -104,23 +38,65 @@ pub enum StartupError {
     },
 }
 
+/// Connects to the storage the configuration names, creating containers and queues if missing.
+pub async fn connect(config: &StorageConfig) -> Result<Storage, StartupError> {
+    open(config, false).await
+}
+
+/// As `connect`, within [`STARTUP_STORAGE_DEADLINE`]. Storage that refuses (bad credentials,
+/// a bad name) always stops start-up. Storage that does not answer in time stops a standalone
+/// start too, but not one under the Functions host: the host waits only 30 s for `GET /` and
+/// then restarts the handler (and stops itself after three such failures), so there the
+/// handler serves instead, answering `503` while storage is away, and creates what is missing
+/// on first use.
+async fn open(config: &StorageConfig, host_mode: bool) -> Result<Storage, StartupError> {
+    let settings = match config {
+        StorageConfig::Memory => return Ok(memory::storage()),
+        StorageConfig::Azure(settings) => settings,
+    };
+    let failed = |e: &dyn std::fmt::Display| {
+        StartupError::Storage(format!(
+            "cannot use the storage account that AzureWebJobsStorage names ({}): {e}",
+            settings.connection.blob_endpoint()
+        ))
+    };
+    let unprepared = azure::build(settings).map_err(|e| failed(&e))?;
+    match tokio::time::timeout(STARTUP_STORAGE_DEADLINE, unprepared.prepare()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e @ StoreError::Unavailable(_))) if host_mode => {
+            warn!(error = %e, "storage is unavailable at start-up; serving anyway (503 until it answers)");
+        }
+        Err(_) if host_mode => {
+            warn!(
+                deadline_seconds = STARTUP_STORAGE_DEADLINE.as_secs(),
+                "storage did not answer at start-up in time; serving anyway (503 until it answers)"
+            );
+        }
+        Ok(Err(e)) => return Err(failed(&e)),
+        Err(_) => {
+            return Err(failed(&format_args!(
+                "no answer within {} s",
+                STARTUP_STORAGE_DEADLINE.as_secs()
+            )))
+        }
+    }
+    Ok(unprepared.ready())
+}
+
 /// A started service.
 pub struct RunningApp {
     pub addr: SocketAddr,
     pub service: Arc<Service>,
-    shutdown: watch::Sender<bool>,
+    shutdown: CancellationToken,
     server: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
     grace: Duration,
 }
 
-/// Starts the service as configured, with the sample's work.
-pub async fn start(config: Config) -> Result<RunningApp, StartupError> {
+/// Starts the service as configured, doing `work` for each operation.
+pub async fn start(config: Config, work: Arc<dyn Work>) -> Result<RunningApp, StartupError> {
     let host_mode = matches!(config.mode, Mode::FunctionsHost { .. });
-    let storage = Storage::open(&config.storage, host_mode).await?;
-    let work = Arc::new(SampleWork {
-        delay: config.processing_delay,
-    });
+    let storage = open(&config.storage, host_mode).await?;
     start_with(config, storage, work).await
 }
 
@@ -130,13 +106,13 @@ pub async fn start_with(
     storage: Storage,
     work: Arc<dyn Work>,
 ) -> Result<RunningApp, StartupError> {
+    let shutdown = CancellationToken::new();
     let service = Arc::new(Service::new(
-        storage.records,
-        storage.results,
-        storage.queue,
+        storage,
         work,
         Arc::new(SystemClock),
         config.service.clone(),
+        shutdown.clone(),
     ));
     let (setting, addr, host_mode) = match config.mode {
         Mode::FunctionsHost { port } => (
@@ -146,18 +122,13 @@ pub async fn start_with(
         ),
         Mode::Standalone { bind, port } => ("PORT", SocketAddr::new(bind, port), false),
     };
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|error| StartupError::Bind {
-            setting,
-            addr,
-            error,
-        })?;
-    let addr = listener.local_addr().map_err(|error| StartupError::Bind {
+    let bind_error = |error| StartupError::Bind {
         setting,
         addr,
         error,
-    })?;
+    };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
     let state = Arc::new(HttpState {
         service: service.clone(),
         settings: HttpSettings {
@@ -174,24 +145,23 @@ pub async fn start_with(
             host_mode,
         },
     });
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let server = tokio::spawn(http::server::serve(
+    let server = tokio::spawn(server::serve(
         listener,
         http::routes(state),
         config.connection_limits,
-        shutdown_rx.clone(),
+        shutdown.clone(),
     ));
     let mut background = Vec::new();
     if !host_mode {
         background.push(tokio::spawn(worker::run(
             service.clone(),
             config.worker.clone(),
-            shutdown_rx.clone(),
+            shutdown.clone(),
         )));
         background.push(tokio::spawn(sweep(
             service.clone(),
             config.purge_interval,
-            shutdown_rx.clone(),
+            shutdown.clone(),
         )));
     }
     let storage_kind = match &config.storage {
@@ -205,7 +175,7 @@ pub async fn start_with(
     };
     if host_mode && matches!(config.storage, StorageConfig::Memory) {
         warn!(
-            setting = crate::config::IN_MEMORY_UNDER_HOST,
+            setting = IN_MEMORY_UNDER_HOST,
             "storage is in memory under the Functions host: for tests and demos only, the host \
              delivers no queue messages from it"
         );
@@ -223,11 +193,11 @@ pub async fn start_with(
 
 /// Deletes what is past its retention, now and then (standalone only; on Azure a storage
 /// lifecycle rule does it).
-async fn sweep(service: Arc<Service>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+async fn sweep(service: Arc<Service>, every: Duration, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = shutdown.cancelled() => return,
         }
         match service.purge_expired().await {
             Ok(0) => {}
@@ -241,7 +211,7 @@ impl RunningApp {
     /// Stops accepting, finishes in-flight requests and messages, within the grace period.
     pub async fn shutdown(self) {
         info!("shutting down");
-        let _ = self.shutdown.send(true);
+        self.shutdown.cancel();
         let drain = async {
             let _ = self.server.await;
             for task in self.background {

@@ -5,9 +5,16 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+mod vars;
+
+pub use vars::ConfigError;
+use vars::{invalid, Vars};
+
 use crate::adapters::azure::{AzureSettings, StorageConnection};
 use crate::domain::ServiceSettings;
 use crate::edges::http::server::ConnectionLimits;
+use crate::edges::worker::WorkerSettings;
+use crate::telemetry::LogFormat;
 
 /// How the handler is run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,23 +31,6 @@ pub enum Mode {
 pub enum StorageConfig {
     Memory,
     Azure(AzureSettings),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-/// Settings of the standalone queue worker.
-#[derive(Debug, Clone)]
-pub struct WorkerSettings {
-    /// Messages processed at once.
-    pub concurrency: usize,
-    /// How long a received message stays hidden; a transient failure is retried after it.
-    pub visibility_timeout: Duration,
-    /// The longest wait between polls of an empty queue (like host.json's `maxPollingInterval`).
-    pub max_poll_interval: Duration,
 }
 
 #[derive(Debug)]
@@ -60,6 +50,8 @@ pub struct Config {
     pub sync_wait_max: Duration,
     /// `LOCATION_STREAMS_RESULT`: the `202`'s `Location` ends in the result (`200`), not a `302`.
     pub location_streams_result: bool,
+    /// `PROCESSING_DELAY_MS`: the sample work's delay (the binary builds `SampleWork` with it;
+    /// the service itself never reads it).
     pub processing_delay: Duration,
     pub service: ServiceSettings,
     pub worker: WorkerSettings,
@@ -68,21 +60,6 @@ pub struct Config {
     pub connection_limits: ConnectionLimits,
     pub log_format: LogFormat,
     pub log_filter: String,
-}
-
-/// A setting that is missing or malformed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid setting {setting}: {problem}")]
-pub struct ConfigError {
-    pub setting: String,
-    pub problem: String,
-}
-
-fn invalid(setting: &str, problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        setting: setting.to_string(),
-        problem: problem.into(),
-    }
 }
 
 /// Azure's front end cuts requests off at 230 s; synchronous waits stay well under.
@@ -274,76 +251,6 @@ fn memory_allowed(v: &Vars, mode: &Mode) -> Result<StorageConfig, ConfigError> {
         ));
     }
     Ok(StorageConfig::Memory)
-}
-
-/// Settings looked up by name; an empty value counts as unset.
-struct Vars<'a>(&'a HashMap<String, String>);
-
-impl Vars<'_> {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(|s| s.trim()).filter(|s| !s.is_empty())
-    }
-
-    /// The names of the set settings that start with `prefix` (case-insensitively, as App
-    /// Service treats setting names), sorted.
-    fn names_with_prefix(&self, prefix: &str) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .0
-            .keys()
-            .filter(|k| {
-                k.len() > prefix.len()
-                    && k.is_char_boundary(prefix.len())
-                    && k[..prefix.len()].eq_ignore_ascii_case(prefix)
-                    && self.get(k).is_some()
-            })
-            .cloned()
-            .collect();
-        names.sort();
-        names
-    }
-
-    fn number(&self, name: &str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
-        let Some(s) = self.get(name) else {
-            return Ok(default);
-        };
-        let n: u64 = s
-            .parse()
-            .map_err(|_| invalid(name, format!("`{s}` is not a whole number")))?;
-        if n < min || n > max {
-            return Err(invalid(name, format!("{n} is outside {min}..={max}")));
-        }
-        Ok(n)
-    }
-
-    fn flag(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
-        match self.get(name).map(str::to_ascii_lowercase).as_deref() {
-            None => Ok(default),
-            Some("true" | "1" | "yes") => Ok(true),
-            Some("false" | "0" | "no") => Ok(false),
-            Some(other) => Err(invalid(name, format!("`{other}` is not true or false"))),
-        }
-    }
-
-    /// An Azure Storage queue or container name: 3 to `max` lower-case letters, digits and
-    /// single hyphens, starting and ending with a letter or digit.
-    fn name(&self, name: &str, default: &str, max: usize) -> Result<String, ConfigError> {
-        let Some(s) = self.get(name) else {
-            return Ok(default.to_string());
-        };
-        let ok = (3..=max).contains(&s.len())
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !s.starts_with('-')
-            && !s.ends_with('-')
-            && !s.contains("--");
-        if !ok {
-            return Err(invalid(
-                name,
-                format!("`{s}` is not a valid storage name (3-{max} lower-case letters, digits, single hyphens)"),
-            ));
-        }
-        Ok(s.to_string())
-    }
 }
 
 fn parse_base_url(u: &str) -> Result<String, ConfigError> {

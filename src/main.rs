@@ -1,8 +1,11 @@
-//! The `handler` binary: reads the configuration, starts the service, and stops it gracefully
-//! on Ctrl-C or SIGTERM. Everything else lives in the library.
+//! The `handler` binary: reads the configuration, starts the service with the sample's work,
+//! and stops it gracefully on Ctrl-C or SIGTERM. Everything else lives in the library; a crate
+//! with work of its own writes this same file with its own `Work` (see `examples/`).
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use async_request_reply::domain::sample::SampleWork;
 use async_request_reply::{app, config::Config, telemetry};
 
 #[tokio::main]
@@ -15,7 +18,8 @@ async fn main() -> ExitCode {
         }
     };
     telemetry::init(config.log_format, &config.log_filter);
-    let app = match app::start(config).await {
+    let work = Arc::new(SampleWork::new(config.processing_delay));
+    let app = match app::start(config, work).await {
         Ok(app) => app,
         Err(e) => {
             tracing::error!(error = %e, "startup failed");

@@ -8,7 +8,12 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+/// How log lines are written: `LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// Libraries that log whole requests (signed `Authorization` headers, SAS query strings) at
 /// debug level: they never log below `info`, whatever `RUST_LOG` asks for.

@@ -6,10 +6,12 @@
 use std::str::FromStr;
 
 use async_request_reply::domain::message::WorkMessage;
+use async_request_reply::domain::sample::SampleWork;
 use async_request_reply::domain::submission;
+use async_request_reply::domain::work::Work;
 use async_request_reply::domain::OperationId;
+use async_request_reply::edges::http::invocation::Invocation;
 use async_request_reply::edges::http::query::StatusQuery;
-use async_request_reply::edges::invocation::Invocation;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -83,7 +85,7 @@ proptest! {
     #[test]
     fn submission_bodies_never_panic(bytes in prop_oneof![any::<Vec<u8>>(), almost_json()]) {
         if let Ok(record) = submission::parse(&bytes) {
-            let _ = submission::validate(&record);
+            let _ = SampleWork::default().validate(&record);
         }
     }
 
@@ -92,7 +94,7 @@ proptest! {
         let body = json!({ "id": id, "customername": name, "extra": extra }).to_string();
         let record = submission::parse(body.as_bytes());
         prop_assert!(record.is_ok(), "{body}");
-        let _ = submission::validate(&record.unwrap());
+        let _ = SampleWork::default().validate(&record.unwrap());
     }
 
     #[test]
@@ -127,7 +129,7 @@ proptest! {
             traceparent: tp,
             record_version: version,
         };
-        let decoded = WorkMessage::decode(&message.encode());
+        let decoded = WorkMessage::decode(&message.encode().unwrap());
         prop_assert_eq!(decoded, Ok(message));
     }
 

@@ -18,11 +18,12 @@ use async_request_reply::adapters::memory::{
     MemoryRecordStore, MemoryResultStore, MemoryWorkQueue,
 };
 use async_request_reply::domain::ports::{
-    Clock, ETag, RecordStore, ResultStore, StoreError, SystemClock, WorkQueue,
+    Clock, ETag, RecordStore, ResultStore, Storage, StoreError, Stores, SystemClock, WorkQueue,
 };
-use async_request_reply::domain::service::{Outcome, SubmitRequest};
-use async_request_reply::domain::work::{SampleWork, Work};
+use async_request_reply::domain::sample::SampleWork;
+use async_request_reply::domain::work::Work;
 use async_request_reply::domain::{OperationId, Service, ServiceSettings, Status};
+use async_request_reply::domain::{Outcome, SubmitRequest};
 
 use support::work::GatedWork;
 
@@ -95,13 +96,17 @@ fn fixture_with_clock(work: Arc<dyn Work>, clock: Arc<dyn Clock>) -> Fixture {
     });
     let results = Arc::new(MemoryResultStore::new());
     let queue = Arc::new(MemoryWorkQueue::new());
+    let stores = Stores {
+        records: records.clone(),
+        results: results.clone(),
+        queue: queue.clone(),
+    };
     let service = Arc::new(Service::new(
-        records.clone(),
-        results.clone(),
-        queue.clone(),
+        Storage::same(stores),
         work,
         clock,
         ServiceSettings::default(),
+        Default::default(),
     ));
     Fixture {
         service,

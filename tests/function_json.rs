@@ -68,7 +68,7 @@ fn http_functions_have_exactly_the_forwarding_bindings() {
 
 #[test]
 fn the_queue_triggers_match_the_handler() {
-    use async_request_reply::edges::invocation::{POISON_ITEM_BINDING, QUEUE_ITEM_BINDING};
+    use async_request_reply::edges::http::invocation::{POISON_ITEM_BINDING, QUEUE_ITEM_BINDING};
     let work = function_json("AsyncProcessingBackgroundWorker");
     let poison = function_json("AsyncProcessingPoisonWorker");
     for (f, binding) in [(&work, QUEUE_ITEM_BINDING), (&poison, POISON_ITEM_BINDING)] {

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use async_request_reply::domain::service::PoisonCopy;
+use async_request_reply::domain::operations::PoisonCopy;
 use async_request_reply::domain::Status;
 use reqwest::StatusCode;
 use serde_json::{json, Value};

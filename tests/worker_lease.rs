@@ -10,17 +10,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use serde_json::{json, Value};
-use tokio::sync::watch;
+use serde_json::{json, Map, Value};
+
+use async_request_reply::domain::sample::SampleWork;
+use async_request_reply::domain::work::{Work, WorkContext, WorkError, WorkOutput};
+use tokio_util::sync::CancellationToken;
 
 use async_request_reply::adapters::memory::{
     MemoryRecordStore, MemoryResultStore, MemoryWorkQueue,
 };
-use async_request_reply::config::WorkerSettings;
-use async_request_reply::domain::ports::{Delivery, Receipt, StoreError, SystemClock, WorkQueue};
-use async_request_reply::domain::service::SubmitRequest;
+use async_request_reply::domain::ports::{
+    Delivery, Receipt, Storage, StoreError, Stores, SystemClock, WorkQueue,
+};
+use async_request_reply::domain::SubmitRequest;
 use async_request_reply::domain::{OperationId, Service, ServiceSettings, Status};
-use async_request_reply::edges::worker;
+use async_request_reply::edges::worker::{self, WorkerSettings};
 
 use support::work::GatedWork;
 
@@ -66,16 +70,20 @@ impl WorkQueue for CountingQueue {
 /// A service on memory stores and the given queue and work.
 fn service_on(
     queue: Arc<dyn WorkQueue>,
-    work: Arc<dyn async_request_reply::domain::work::Work>,
+    work: Arc<dyn Work>,
     settings: ServiceSettings,
 ) -> Arc<Service> {
-    Arc::new(Service::new(
-        Arc::new(MemoryRecordStore::new()),
-        Arc::new(MemoryResultStore::new()),
+    let stores = Stores {
+        records: Arc::new(MemoryRecordStore::new()),
+        results: Arc::new(MemoryResultStore::new()),
         queue,
+    };
+    Arc::new(Service::new(
+        Storage::same(stores),
         work,
         Arc::new(SystemClock),
         settings,
+        CancellationToken::new(),
     ))
 }
 
@@ -121,8 +129,8 @@ async fn work_outlasting_the_visibility_timeout_keeps_its_message_hidden() {
         visibility_timeout: visibility,
         max_poll_interval: Duration::from_millis(100),
     };
-    let (stop, stopped) = watch::channel(false);
-    let running = tokio::spawn(worker::run(service.clone(), settings, stopped));
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(worker::run(service.clone(), settings, stop.clone()));
 
     let id = submit_one(&service).await;
     tokio::time::timeout(Duration::from_secs(10), work.started.notified())
@@ -155,7 +163,7 @@ async fn work_outlasting_the_visibility_timeout_keeps_its_message_hidden() {
     assert_eq!(service.get(id).await.unwrap().status, Status::Succeeded);
     assert_eq!(queue.delivered.load(Ordering::SeqCst), 1);
 
-    stop.send(true).unwrap();
+    stop.cancel();
     tokio::time::timeout(Duration::from_secs(10), running)
         .await
         .expect("the worker stops")
@@ -167,18 +175,14 @@ async fn work_outlasting_the_visibility_timeout_keeps_its_message_hidden() {
 struct CountedWork(AtomicUsize);
 
 #[async_trait]
-impl async_request_reply::domain::work::Work for CountedWork {
+impl Work for CountedWork {
     async fn perform(
         &self,
-        input: async_request_reply::domain::work::WorkInput,
-    ) -> Result<
-        async_request_reply::domain::work::WorkOutput,
-        async_request_reply::domain::work::WorkError,
-    > {
+        context: &WorkContext,
+        record: Map<String, Value>,
+    ) -> Result<WorkOutput, WorkError> {
         self.0.fetch_add(1, Ordering::SeqCst);
-        async_request_reply::domain::work::SampleWork::default()
-            .perform(input)
-            .await
+        SampleWork::default().perform(context, record).await
     }
 }
 
@@ -204,8 +208,8 @@ async fn a_message_past_its_allowed_deliveries_goes_to_poison_unprocessed() {
         visibility_timeout: Duration::from_secs(30),
         max_poll_interval: Duration::from_millis(100),
     };
-    let (stop, stopped) = watch::channel(false);
-    let running = tokio::spawn(worker::run(service.clone(), settings, stopped));
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(worker::run(service.clone(), settings, stop.clone()));
     let deadline = Instant::now() + Duration::from_secs(10);
     let failed = loop {
         let op = service.get(id).await.unwrap();
@@ -233,7 +237,7 @@ async fn a_message_past_its_allowed_deliveries_goes_to_poison_unprocessed() {
     assert_eq!(copies.len(), 1);
     assert_eq!(copies[0].operation_id, Some(id));
 
-    stop.send(true).unwrap();
+    stop.cancel();
     tokio::time::timeout(Duration::from_secs(10), running)
         .await
         .expect("the worker stops")

@@ -14,9 +14,18 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use crate::domain::ports::{
-    Clock, Delivery, ETag, PutOutcome, Receipt, RecordStore, ResultBody, ResultStore, StoreError,
-    WorkQueue,
+    Clock, Delivery, ETag, PutOutcome, Receipt, RecordStore, ResultBody, ResultStore, Storage,
+    StoreError, Stores, WorkQueue,
 };
+
+/// Fresh in-memory stores, one set for both sides (nothing here needs holding back).
+pub fn storage() -> Storage {
+    Storage::same(Stores {
+        records: Arc::new(MemoryRecordStore::new()),
+        results: Arc::new(MemoryResultStore::new()),
+        queue: Arc::new(MemoryWorkQueue::new()),
+    })
+}
 
 /// Versions for ETags, unique across the process so a deleted and re-created item never
 /// reuses an old ETag.
@@ -175,12 +184,6 @@ impl ResultStore for MemoryResultStore {
     async fn delete(&self, name: &str) -> Result<(), StoreError> {
         lock(&self.blobs).remove(name);
         Ok(())
-    }
-
-    async fn list(&self) -> Result<Vec<String>, StoreError> {
-        let mut names: Vec<String> = lock(&self.blobs).keys().cloned().collect();
-        names.sort();
-        Ok(names)
     }
 }
 

@@ -3,9 +3,13 @@
 
 use super::operation::Status;
 use super::ports::StoreError;
+use super::submission::InvalidSubmission;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
+    /// The submission is not one the work accepts (the HTTP edge answers `400`).
+    #[error("{0}")]
+    Invalid(InvalidSubmission),
     /// No such operation, or it is past its retention.
     #[error("no such operation")]
     NotFound,

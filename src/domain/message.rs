@@ -62,7 +62,8 @@ pub struct UndecodableMessage {
 
 impl WorkMessage {
     /// The message text (JSON). The transport encoding (base64) is the queue adapter's business.
-    pub fn encode(&self) -> String {
+    /// Fails only for a submission time RFC 3339 cannot write (past the year 9999).
+    pub fn encode(&self) -> Result<String, time::error::Format> {
         let mut fields = Map::new();
         match &self.payload {
             Payload::Inline(record) => {
@@ -75,7 +76,7 @@ impl WorkMessage {
         fields.insert(REQUEST_GUID.into(), Value::String(self.id.to_string()));
         fields.insert(
             REQUEST_SUBMITTED_AT.into(),
-            Value::String(rfc3339(self.submitted_at)),
+            Value::String(rfc3339(self.submitted_at)?),
         );
         fields.insert(
             REQUEST_STATUS_URL.into(),
@@ -87,7 +88,7 @@ impl WorkMessage {
         if let Some(v) = &self.record_version {
             fields.insert(REQUEST_RECORD_VERSION.into(), Value::String(v.clone()));
         }
-        Value::Object(fields).to_string()
+        Ok(Value::Object(fields).to_string())
     }
 
     /// Decodes message text. Strict: the message is ours, so anything off is a clear error.
@@ -184,9 +185,9 @@ fn undecodable(id: Option<OperationId>, reason: impl Into<String>) -> Undecodabl
     }
 }
 
-/// RFC 3339 text for a time; formatting a valid `OffsetDateTime` this way cannot fail.
-pub fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
+/// RFC 3339 text for a time (which fails for years RFC 3339 cannot write).
+pub fn rfc3339(t: OffsetDateTime) -> Result<String, time::error::Format> {
+    t.format(&Rfc3339)
 }
 
 #[cfg(test)]
@@ -210,7 +211,7 @@ mod tests {
         record.insert("id".into(), "1".into());
         record.insert("customername".into(), "Contoso".into());
         let m = message(Payload::Inline(record));
-        let text = m.encode();
+        let text = m.encode().unwrap();
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["RequestGUID"], m.id.to_string());
         assert_eq!(v["RequestSubmittedAt"], "1970-01-01T00:00:00Z");
@@ -239,7 +240,7 @@ mod tests {
             record.insert(key.into(), "forged".into());
         }
         let m = message(Payload::Inline(record.clone()));
-        let v: Value = serde_json::from_str(&m.encode()).unwrap();
+        let v: Value = serde_json::from_str(&m.encode().unwrap()).unwrap();
         let top: Vec<&String> = v.as_object().unwrap().keys().collect();
         assert!(
             top.iter().all(|k| ENVELOPE_FIELDS.contains(&k.as_str())),
@@ -247,7 +248,7 @@ mod tests {
         );
         assert_eq!(v["RequestGUID"], m.id.to_string());
         assert_eq!(
-            WorkMessage::decode(&m.encode()).unwrap().payload,
+            WorkMessage::decode(&m.encode().unwrap()).unwrap().payload,
             Payload::Inline(record)
         );
     }
@@ -268,7 +269,7 @@ mod tests {
     #[test]
     fn a_record_that_is_not_an_object_is_refused() {
         let m = message(Payload::Inline(Map::new()));
-        let mut v: Value = serde_json::from_str(&m.encode()).unwrap();
+        let mut v: Value = serde_json::from_str(&m.encode().unwrap()).unwrap();
         v["RequestRecord"] = "x".into();
         let e = WorkMessage::decode(&v.to_string()).unwrap_err();
         assert_eq!(e.id, Some(m.id));
@@ -278,7 +279,7 @@ mod tests {
     #[test]
     fn a_record_version_that_is_not_a_string_is_refused() {
         let m = message(Payload::Inline(Map::new()));
-        let mut v: Value = serde_json::from_str(&m.encode()).unwrap();
+        let mut v: Value = serde_json::from_str(&m.encode().unwrap()).unwrap();
         v["RequestRecordVersion"] = 7.into();
         let e = WorkMessage::decode(&v.to_string()).unwrap_err();
         assert_eq!(e.id, Some(m.id));
@@ -290,7 +291,7 @@ mod tests {
         let id = OperationId::new_random();
         let mut m = message(Payload::Stored(id.payload_key()));
         m.id = id;
-        assert_eq!(WorkMessage::decode(&m.encode()).unwrap(), m);
+        assert_eq!(WorkMessage::decode(&m.encode().unwrap()).unwrap(), m);
     }
 
     #[test]

@@ -23,21 +23,6 @@ impl OperationId {
     pub fn new_random() -> Self {
         Self(Uuid::new_v4())
     }
-
-    /// The key of this operation's record in the record store.
-    pub fn record_key(&self) -> String {
-        format!("operations/{self}")
-    }
-
-    /// The key of a claim-checked request payload in the record store.
-    pub fn payload_key(&self) -> String {
-        format!("payloads/{self}")
-    }
-
-    /// The name of the result in the result store (`data/{id}.blobdata` on Azure Storage).
-    pub fn result_name(&self) -> String {
-        format!("{self}.blobdata")
-    }
 }
 
 impl FromStr for OperationId {

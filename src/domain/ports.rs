@@ -1,6 +1,7 @@
 //! The domain's ports: the small traits it needs from the outside world (a record store,
 //! a result store, a work queue, a clock). Adapters in `crate::adapters` implement them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -84,8 +85,6 @@ pub trait ResultStore: Send + Sync + 'static {
     fn read_link(&self, name: &str, expires: OffsetDateTime) -> Result<Option<String>, StoreError>;
     /// Removes the result; removing a missing one is not an error.
     async fn delete(&self, name: &str) -> Result<(), StoreError>;
-    /// Every result name (used by the local retention sweep).
-    async fn list(&self) -> Result<Vec<String>, StoreError>;
 }
 
 /// Identifies one delivery of a message so it can be deleted.
@@ -133,22 +132,33 @@ pub trait WorkQueue: Send + Sync + 'static {
     }
 }
 
-tokio::task_local! {
-    static FOR_ACCEPTED_WORK: ();
+/// Handles on the three stores.
+#[derive(Clone)]
+pub struct Stores {
+    pub records: Arc<dyn RecordStore>,
+    pub results: Arc<dyn ResultStore>,
+    pub queue: Arc<dyn WorkQueue>,
 }
 
-/// Runs `f` as work on behalf of operations already accepted (processing a message, keeping it
-/// hidden, deleting it). Adapters that make calls wait for a free slot let these calls
-/// through: their number is already bounded by the worker's concurrency (or the host's batch
-/// size), and a promise made with a `202` must never wait behind status polls. A task-local, so
-/// it reaches the adapters without every port taking a flag; spawned tasks must set it again.
-pub async fn for_accepted_work<F: std::future::Future>(f: F) -> F::Output {
-    FOR_ACCEPTED_WORK.scope((), f).await
+/// The stores twice over: `requests`, whose calls an adapter may hold back while storage is
+/// slow (so a burst of requests does not pile calls up in storage), and `work`, the same stores
+/// for work already accepted, which nothing holds back (its calls are bounded by the worker's
+/// concurrency or the host's batch size, and a promise made with a `202` must never wait behind
+/// status polls). In memory the two are the same.
+#[derive(Clone)]
+pub struct Storage {
+    pub requests: Stores,
+    pub work: Stores,
 }
 
-/// Whether the running task is inside [`for_accepted_work`].
-pub fn is_for_accepted_work() -> bool {
-    FOR_ACCEPTED_WORK.try_with(|_| ()).is_ok()
+impl Storage {
+    /// One set of handles for both uses.
+    pub fn same(stores: Stores) -> Self {
+        Self {
+            requests: stores.clone(),
+            work: stores,
+        }
+    }
 }
 
 /// The wall clock, injectable so time-dependent rules are testable without sleeping.

@@ -2,5 +2,4 @@
 //! trigger (`invocation`), and the standalone queue worker (`worker`).
 
 pub mod http;
-pub mod invocation;
 pub mod worker;

@@ -14,19 +14,26 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::WorkerSettings;
-use crate::domain::ports::{for_accepted_work, Delivery, StoreError};
-use crate::domain::service::Outcome;
+use crate::domain::ports::{Delivery, StoreError};
+use crate::domain::Outcome;
 use crate::domain::Service;
 
-/// Runs until `shutdown` turns true, then finishes the messages in hand.
-pub async fn run(
-    service: Arc<Service>,
-    settings: WorkerSettings,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Settings of the standalone queue worker.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Messages processed at once.
+    pub concurrency: usize,
+    /// How long a received message stays hidden; a transient failure is retried after it.
+    pub visibility_timeout: Duration,
+    /// The longest wait between polls of an empty queue (like host.json's `maxPollingInterval`).
+    pub max_poll_interval: Duration,
+}
+
+/// Runs until `shutdown` is cancelled, then finishes the messages in hand.
+pub async fn run(service: Arc<Service>, settings: WorkerSettings, shutdown: CancellationToken) {
     let poison = tokio::spawn(drain_poison(
         service.clone(),
         settings.clone(),
@@ -37,21 +44,23 @@ pub async fn run(
     let min_poll = Duration::from_millis(50).min(settings.max_poll_interval);
     let mut idle = min_poll;
     info!(concurrency = settings.concurrency, "queue worker started");
-    while !*shutdown.borrow() {
+    while !shutdown.is_cancelled() {
         while in_flight.try_join_next().is_some() {}
         let free = permits.available_permits();
         let in_hand = settings.concurrency - free;
         if free == 0 || in_hand > settings.concurrency / 2 {
             tokio::select! {
                 _ = in_flight.join_next() => {}
-                _ = shutdown.changed() => {}
+                _ = shutdown.cancelled() => {}
             }
             continue;
         }
         // The queue API returns at most 32 messages a call.
         let batch = free.min(32);
-        let received =
-            for_accepted_work(service.queue().receive(batch, settings.visibility_timeout)).await;
+        let received = service
+            .queue()
+            .receive(batch, settings.visibility_timeout)
+            .await;
         match received {
             Ok(deliveries) if !deliveries.is_empty() => {
                 idle = min_poll;
@@ -61,24 +70,24 @@ pub async fn run(
                     };
                     let service = service.clone();
                     let visibility = settings.visibility_timeout;
-                    in_flight.spawn(for_accepted_work(async move {
+                    in_flight.spawn(async move {
                         handle(&service, delivery, visibility).await;
                         drop(permit);
-                    }));
+                    });
                 }
             }
             Ok(_) => {
                 tokio::select! {
                     _ = service.enqueued().notified() => idle = min_poll,
                     _ = tokio::time::sleep(idle) => idle = (idle * 2).min(settings.max_poll_interval),
-                    _ = shutdown.changed() => {}
+                    _ = shutdown.cancelled() => {}
                 }
             }
             Err(e) => {
                 warn!(error = %e, "could not read the queue; backing off");
                 tokio::select! {
                     _ = tokio::time::sleep(settings.max_poll_interval) => {}
-                    _ = shutdown.changed() => {}
+                    _ = shutdown.cancelled() => {}
                 }
             }
         }
@@ -98,15 +107,15 @@ pub async fn run(
 async fn drain_poison(
     service: Arc<Service>,
     settings: WorkerSettings,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     let Some(queue) = service.queue().poison() else {
         return;
     };
     let min_poll = Duration::from_millis(50).min(settings.max_poll_interval);
     let mut idle = min_poll;
-    while !*shutdown.borrow() {
-        let received = for_accepted_work(queue.receive(32, settings.visibility_timeout)).await;
+    while !shutdown.is_cancelled() {
+        let received = queue.receive(32, settings.visibility_timeout).await;
         let nap = match received {
             Ok(deliveries) if !deliveries.is_empty() => {
                 for delivery in deliveries {
@@ -114,7 +123,7 @@ async fn drain_poison(
                         .poisoned(&delivery.text, &delivery.receipt.message_id)
                         .await;
                     if outcome == Outcome::Done {
-                        if let Err(e) = for_accepted_work(queue.delete(&delivery.receipt)).await {
+                        if let Err(e) = queue.delete(&delivery.receipt).await {
                             warn!(error = %e, "could not delete a handled poison message");
                         }
                     }
@@ -135,7 +144,7 @@ async fn drain_poison(
         tokio::select! {
             _ = service.dead_lettered().notified() => idle = min_poll,
             _ = tokio::time::sleep(nap) => {}
-            _ = shutdown.changed() => {}
+            _ = shutdown.cancelled() => {}
         }
     }
 }

@@ -5,9 +5,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_request_reply::app::{self, RunningApp, Storage};
+use async_request_reply::adapters::memory;
+use async_request_reply::app::{self, RunningApp};
 use async_request_reply::config::{Config, StorageConfig};
-use async_request_reply::domain::work::{SampleWork, Work};
+use async_request_reply::domain::ports::Stores;
+use async_request_reply::domain::sample::SampleWork;
+use async_request_reply::domain::work::Work;
 
 use super::azurite::Azurite;
 
@@ -20,7 +23,8 @@ pub enum Backend {
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
-    pub storage: Storage,
+    /// The app's stores (the request side's handles), for a test to look at directly.
+    pub storage: Stores,
     pub app: Option<RunningApp>,
     /// Kept alive for the test's duration (Azurite backend only).
     pub azurite: Option<Azurite>,
@@ -59,8 +63,8 @@ impl TestApp {
         }
         let config = Config::from_vars(&vars).expect("test settings are valid");
         let storage = match &config.storage {
-            StorageConfig::Memory => Storage::memory(),
-            azure => Storage::connect(azure).await.expect("Azurite is reachable"),
+            StorageConfig::Memory => memory::storage(),
+            azure => app::connect(azure).await.expect("Azurite is reachable"),
         };
         let work: Arc<dyn Work> = Arc::new(SampleWork {
             delay: config.processing_delay,
@@ -71,7 +75,7 @@ impl TestApp {
         TestApp {
             base: format!("http://{}", app.addr),
             client: client(),
-            storage,
+            storage: storage.requests,
             app: Some(app),
             azurite,
         }

@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use async_request_reply::domain::work::{SampleWork, Work, WorkError, WorkInput, WorkOutput};
+use async_request_reply::domain::sample::SampleWork;
+use async_request_reply::domain::work::{Work, WorkContext, WorkError, WorkOutput};
+use serde_json::{Map, Value};
 
 /// Work that signals `started`, then holds until `go` is notified, then does the sample work.
 #[derive(Default)]
@@ -14,9 +16,13 @@ pub struct GatedWork {
 
 #[async_trait]
 impl Work for GatedWork {
-    async fn perform(&self, input: WorkInput) -> Result<WorkOutput, WorkError> {
+    async fn perform(
+        &self,
+        context: &WorkContext,
+        record: Map<String, Value>,
+    ) -> Result<WorkOutput, WorkError> {
         self.started.notify_one();
         self.go.notified().await;
-        SampleWork::default().perform(input).await
+        SampleWork::default().perform(context, record).await
     }
 }

@@ -14,7 +14,8 @@ use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use time::OffsetDateTime;
 
-use super::{is_missing_parent, status_of, store_error, StorageConnection};
+use super::connection::StorageConnection;
+use super::errors::{is_missing_parent, status_of, store_error};
 use crate::domain::ports::{ETag, PutOutcome, RecordStore, ResultBody, ResultStore, StoreError};
 
 /// The range each read asks for. The crate adds `x-ms-range-get-content-crc64: true` to any
@@ -318,16 +319,6 @@ impl ResultStore for BlobResultStore {
                 other => Err(other),
             },
         }
-    }
-
-    async fn list(&self) -> Result<Vec<String>, StoreError> {
-        let mut pages = self.container.list_blobs().into_stream();
-        let mut names = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| store_error("list results", &e))?;
-            names.extend(page.blobs.blobs().map(|b| b.name.clone()));
-        }
-        Ok(names)
     }
 }
 

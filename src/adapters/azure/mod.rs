@@ -7,21 +7,21 @@
 
 mod blobs;
 mod connection;
+mod errors;
 mod queue;
 mod transport;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use azure_core::error::ErrorKind;
-use azure_core::{ExponentialRetryOptions, RetryOptions, StatusCode, TransportOptions};
+use azure_core::{ExponentialRetryOptions, RetryOptions, TransportOptions};
 use azure_storage::{CloudLocation, StorageCredentials};
 use azure_storage_blobs::prelude::ClientBuilder;
 use azure_storage_queues::QueueServiceClientBuilder;
 
 pub use connection::{ConnectionStringError, StorageConnection, EMULATOR_ACCOUNT, EMULATOR_KEY};
 
-use crate::domain::ports::{RecordStore, ResultStore, StoreError, WorkQueue};
+use crate::domain::ports::{Storage, StoreError, Stores};
 
 /// What the Azure adapters need to know.
 #[derive(Debug, Clone)]
@@ -42,100 +42,16 @@ pub struct AzureSettings {
     pub max_concurrent_calls: usize,
 }
 
-/// The three adapters, connected.
-pub struct AzureStorage {
-    pub records: Arc<dyn RecordStore>,
-    pub results: Arc<dyn ResultStore>,
-    pub queue: Arc<dyn WorkQueue>,
-}
-
-/// The Azure adapters, built but not yet checked against storage.
-pub struct Unprepared {
+/// The adapters over one transport.
+struct Side {
     records: blobs::BlobRecordStore,
     results: blobs::BlobResultStore,
     queue: queue::StorageQueue,
 }
 
-impl AzureStorage {
-    /// Builds the clients and creates the containers and both queues if they are missing.
-    pub async fn connect(settings: &AzureSettings) -> Result<AzureStorage, StoreError> {
-        let unprepared = Self::build(settings)?;
-        unprepared.prepare().await?;
-        Ok(unprepared.ready())
-    }
-
-    /// Builds the clients, without a call to storage.
-    pub fn build(settings: &AzureSettings) -> Result<Unprepared, StoreError> {
-        let conn = &settings.connection;
-        let credentials =
-            StorageCredentials::access_key(conn.account().to_string(), conn.key().to_string());
-        let http = reqwest::Client::builder()
-            .timeout(settings.request_timeout)
-            .connect_timeout(settings.request_timeout.min(Duration::from_secs(2)))
-            .build()
-            .map_err(|e| StoreError::Fatal(format!("cannot build an HTTP client: {e}")))?;
-        let transport = TransportOptions::new(Arc::new(transport::LimitedTransport::new(
-            http,
-            settings.max_concurrent_calls,
-            settings.request_timeout,
-        )));
-        let retry = RetryOptions::exponential(
-            ExponentialRetryOptions::default()
-                .max_retries(settings.max_retries)
-                .initial_delay(Duration::from_millis(100))
-                .max_delay(Duration::from_secs(1))
-                .max_total_elapsed(settings.request_timeout * (settings.max_retries + 1)),
-        );
-        let blobs = ClientBuilder::with_location(
-            CloudLocation::Custom {
-                account: conn.account().to_string(),
-                uri: conn.blob_endpoint().to_string(),
-            },
-            credentials.clone(),
-        )
-        .retry(retry.clone())
-        .transport(transport.clone())
-        .blob_service_client();
-        let queues = QueueServiceClientBuilder::with_location(
-            CloudLocation::Custom {
-                account: conn.account().to_string(),
-                uri: conn.queue_endpoint().to_string(),
-            },
-            credentials,
-        )
-        .retry(retry)
-        .transport(transport)
-        .build();
-
-        let records =
-            blobs::BlobRecordStore::new(blobs.container_client(&settings.records_container));
-        let results =
-            blobs::BlobResultStore::new(blobs.container_client(&settings.results_container), conn);
-        let queue = queue::StorageQueue::new(
-            queues.queue_client(&settings.queue_name),
-            queues.queue_client(format!("{}-poison", settings.queue_name)),
-        );
-        Ok(Unprepared {
-            records,
-            results,
-            queue,
-        })
-    }
-}
-
-impl Unprepared {
-    /// Creates the containers and both queues if they are missing (and so proves that the
-    /// account answers and the credentials are good).
-    pub async fn prepare(&self) -> Result<(), StoreError> {
-        self.records.create_container().await?;
-        self.results.create_container().await?;
-        self.queue.create_queues().await
-    }
-
-    /// The adapters, to be used whether or not `prepare` finished: each heals a container or
-    /// queue it finds missing, so storage that was unreachable at start-up is set up on first use.
-    pub fn ready(self) -> AzureStorage {
-        AzureStorage {
+impl Side {
+    fn stores(self) -> Stores {
+        Stores {
             records: Arc::new(self.records),
             results: Arc::new(self.results),
             queue: Arc::new(self.queue),
@@ -143,46 +59,100 @@ impl Unprepared {
     }
 }
 
-/// The HTTP status of a failed storage call, if it got that far.
-fn status_of(e: &azure_core::Error) -> Option<StatusCode> {
-    match e.kind() {
-        ErrorKind::HttpResponse { status, .. } => Some(*status),
-        _ => None,
+/// The Azure adapters, built but not yet checked against storage: the request side over a
+/// transport that holds calls back while storage is slow (`transport`), the work side over the
+/// plain HTTP client.
+pub struct Unprepared {
+    requests: Side,
+    work: Side,
+}
+
+/// Builds the clients and creates the containers and both queues if they are missing.
+pub async fn connect(settings: &AzureSettings) -> Result<Storage, StoreError> {
+    let unprepared = build(settings)?;
+    unprepared.prepare().await?;
+    Ok(unprepared.ready())
+}
+
+/// Builds the clients, without a call to storage.
+pub fn build(settings: &AzureSettings) -> Result<Unprepared, StoreError> {
+    let http = reqwest::Client::builder()
+        .timeout(settings.request_timeout)
+        .connect_timeout(settings.request_timeout.min(Duration::from_secs(2)))
+        .build()
+        .map_err(|e| StoreError::Fatal(format!("cannot build an HTTP client: {e}")))?;
+    let limited = TransportOptions::new(Arc::new(transport::LimitedTransport::new(
+        http.clone(),
+        settings.max_concurrent_calls,
+        settings.request_timeout,
+    )));
+    let plain = TransportOptions::new(Arc::new(http));
+    Ok(Unprepared {
+        requests: side(settings, limited),
+        work: side(settings, plain),
+    })
+}
+
+/// The three adapters over `transport`.
+fn side(settings: &AzureSettings, transport: TransportOptions) -> Side {
+    let conn = &settings.connection;
+    let credentials =
+        StorageCredentials::access_key(conn.account().to_string(), conn.key().to_string());
+    let retry = RetryOptions::exponential(
+        ExponentialRetryOptions::default()
+            .max_retries(settings.max_retries)
+            .initial_delay(Duration::from_millis(100))
+            .max_delay(Duration::from_secs(1))
+            .max_total_elapsed(settings.request_timeout * (settings.max_retries + 1)),
+    );
+    let blobs = ClientBuilder::with_location(
+        CloudLocation::Custom {
+            account: conn.account().to_string(),
+            uri: conn.blob_endpoint().to_string(),
+        },
+        credentials.clone(),
+    )
+    .retry(retry.clone())
+    .transport(transport.clone())
+    .blob_service_client();
+    let queues = QueueServiceClientBuilder::with_location(
+        CloudLocation::Custom {
+            account: conn.account().to_string(),
+            uri: conn.queue_endpoint().to_string(),
+        },
+        credentials,
+    )
+    .retry(retry)
+    .transport(transport)
+    .build();
+    Side {
+        records: blobs::BlobRecordStore::new(blobs.container_client(&settings.records_container)),
+        results: blobs::BlobResultStore::new(
+            blobs.container_client(&settings.results_container),
+            conn,
+        ),
+        queue: queue::StorageQueue::new(
+            queues.queue_client(&settings.queue_name),
+            queues.queue_client(format!("{}-poison", settings.queue_name)),
+        ),
     }
 }
 
-/// Whether a failed call found its container or queue missing, rather than the blob.
-fn is_missing_parent(e: &azure_core::Error) -> bool {
-    matches!(
-        e.kind(),
-        ErrorKind::HttpResponse { error_code: Some(code), .. }
-            if code == "ContainerNotFound" || code == "QueueNotFound"
-    )
-}
+impl Unprepared {
+    /// Creates the containers and both queues if they are missing (and so proves that the
+    /// account answers and the credentials are good).
+    pub async fn prepare(&self) -> Result<(), StoreError> {
+        self.requests.records.create_container().await?;
+        self.requests.results.create_container().await?;
+        self.requests.queue.create_queues().await
+    }
 
-/// Maps a storage error to the domain's terms. The message names the operation and the
-/// storage error code, never a key or signature.
-fn store_error(what: &str, e: &azure_core::Error) -> StoreError {
-    match e.kind() {
-        ErrorKind::HttpResponse { status, error_code } => {
-            let code = error_code.as_deref().unwrap_or("");
-            let msg = format!("{what}: HTTP {} {code}", u16::from(*status));
-            match u16::from(*status) {
-                // The container or queue itself is gone (deleted by hand, or a storage reset):
-                // not "no such record" but an outage, which the adapters heal by re-creating it.
-                404 if is_missing_parent(e) => StoreError::Unavailable(msg),
-                404 => StoreError::NotFound,
-                // A pop receipt spent by a later delivery or update: that delivery is gone.
-                400 if code == "PopReceiptMismatch" => StoreError::NotFound,
-                409 => StoreError::AlreadyExists,
-                412 => StoreError::PreconditionFailed,
-                408 | 429 | 500..=599 => StoreError::Unavailable(msg),
-                _ => StoreError::Fatal(msg),
-            }
+    /// The adapters, to be used whether or not `prepare` finished: each heals a container or
+    /// queue it finds missing, so storage that was unreachable at start-up is set up on first use.
+    pub fn ready(self) -> Storage {
+        Storage {
+            requests: self.requests.stores(),
+            work: self.work.stores(),
         }
-        ErrorKind::Io | ErrorKind::Other => {
-            StoreError::Unavailable(format!("{what}: storage did not answer"))
-        }
-        _ => StoreError::Fatal(format!("{what}: {}", e.kind())),
     }
 }

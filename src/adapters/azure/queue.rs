@@ -9,7 +9,7 @@ use azure_storage_queues::PopReceiptClient;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use super::{is_missing_parent, status_of, store_error};
+use super::errors::{is_missing_parent, status_of, store_error};
 use crate::domain::ports::{Delivery, Receipt, StoreError, WorkQueue};
 
 pub struct StorageQueue {

@@ -11,8 +11,8 @@
 //! queue short enough that calls finish well inside their timeout. A wait for a slot is
 //! bounded by the same timeout, so a stalled storage still answers `503` in bounded time.
 //!
-//! Calls made for work already accepted (`ports::for_accepted_work`) do not wait: they are
-//! bounded by the worker's concurrency, and queued work must never starve behind status polls.
+//! Only the request side's stores use this transport; those for work already accepted use the
+//! plain client (`ports::Storage`), since queued work must never starve behind status polls.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -22,8 +22,6 @@ use azure_core::error::ErrorKind;
 use azure_core::{HttpClient, Request, Response};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
-
-use crate::domain::ports::is_for_accepted_work;
 
 /// The limit never falls below this (or the maximum, if smaller), so requests keep moving.
 const MIN_LIMIT: usize = 2;
@@ -50,9 +48,6 @@ impl HttpClient for LimitedTransport {
     /// One attempt of a call (the retry policy sits above). The slot is held until the
     /// response's head has arrived; a body is read after, as the caller consumes it.
     async fn execute_request(&self, request: &Request) -> azure_core::Result<Response> {
-        if is_for_accepted_work() {
-            return self.http.execute_request(request).await;
-        }
         let slot = self.limit.acquire(self.max_wait).await.ok_or_else(|| {
             azure_core::Error::message(
                 ErrorKind::Io,

@@ -8,14 +8,16 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde::Serialize;
-use warp::http::{header, HeaderValue, StatusCode};
+use time::OffsetDateTime;
+use warp::http::{header, StatusCode};
 use warp::Reply;
 
 use super::problem::Problem;
 use super::query::{OnComplete, OnPending, StatusQuery};
-use super::{json_response, read_body, HttpState, Request};
-use crate::domain::message::rfc3339;
-use crate::domain::service::SubmitRequest;
+use super::request::{read_body, Request};
+use super::response::{json_response, set};
+use super::state::HttpState;
+use crate::domain::SubmitRequest;
 use crate::domain::{submission, DomainError, Operation, OperationError, OperationId, Status};
 
 type Answer = Result<warp::reply::Response, Problem>;
@@ -39,12 +41,15 @@ fn monitor_url(op: &Operation) -> String {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct StatusBody<'a> {
-    created_date_time: String,
+    #[serde(with = "time::serde::rfc3339")]
+    created_date_time: OffsetDateTime,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a OperationError>,
-    expiration_date_time: String,
+    #[serde(with = "time::serde::rfc3339")]
+    expiration_date_time: OffsetDateTime,
     id: String,
-    last_updated_date_time: String,
+    #[serde(with = "time::serde::rfc3339")]
+    last_updated_date_time: OffsetDateTime,
     operation_location: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     resource_location: Option<&'a str>,
@@ -54,21 +59,15 @@ struct StatusBody<'a> {
 
 fn status_body(op: &Operation) -> StatusBody<'_> {
     StatusBody {
-        created_date_time: rfc3339(op.created_date_time),
+        created_date_time: op.created_date_time,
         error: op.error.as_ref(),
-        expiration_date_time: rfc3339(op.expiration_date_time),
+        expiration_date_time: op.expiration_date_time,
         id: op.id.to_string(),
-        last_updated_date_time: rfc3339(op.last_updated_date_time),
+        last_updated_date_time: op.last_updated_date_time,
         operation_location: monitor_url(op),
         resource_location: (op.status == Status::Succeeded).then_some(op.status_url.as_str()),
         status: op.status.as_str(),
         status_url: &op.status_url,
-    }
-}
-
-fn set(r: &mut warp::reply::Response, name: header::HeaderName, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        r.headers_mut().insert(name, v);
     }
 }
 
@@ -120,14 +119,6 @@ fn declares_no_body(req: &Request) -> bool {
     }
 }
 
-/// The 400 for a body that is no acceptable submission.
-fn invalid_submission(e: submission::InvalidSubmission) -> Problem {
-    match &e.field {
-        Some(field) => Problem::invalid_field(field, e.detail.clone()),
-        None => Problem::bad_request(e.detail),
-    }
-}
-
 /// `POST /api/AsyncProcessingWorkAcceptor`
 pub async fn submit(state: &HttpState, mut req: Request) -> Answer {
     let content_type = req
@@ -140,7 +131,7 @@ pub async fn submit(state: &HttpState, mut req: Request) -> Answer {
         // `Content-Length` is over 0: an empty POST arrives with neither, and deserves the
         // empty-body answer rather than a complaint about a media type the client did send.
         None if declares_no_body(&req) => {
-            return Err(invalid_submission(submission::empty_body()));
+            return Err(Problem::invalid_submission(submission::empty_body()));
         }
         other => return Err(Problem::unsupported_media_type(other)),
     }
@@ -165,7 +156,7 @@ pub async fn submit(state: &HttpState, mut req: Request) -> Answer {
         .map_err(|e| Problem::bad_request(e.to_string()))?;
     let settings = &state.settings;
     let body = read_body(&mut req, settings.max_body_bytes, settings.body_timeout).await?;
-    let record = submission::parse(&body).map_err(invalid_submission)?;
+    let record = submission::parse(&body).map_err(Problem::invalid_submission)?;
     let request = SubmitRequest {
         record,
         idempotency_key,
@@ -178,7 +169,7 @@ pub async fn submit(state: &HttpState, mut req: Request) -> Answer {
         .await
         .map_err(|e| domain_problem(state, e))?;
     let op = &accepted.operation;
-    let mut r = json_response(StatusCode::ACCEPTED, &status_body(op));
+    let mut r = json_response(StatusCode::ACCEPTED, &status_body(op))?;
     if state.settings.location_streams_result {
         set(
             &mut r,
@@ -190,7 +181,7 @@ pub async fn submit(state: &HttpState, mut req: Request) -> Answer {
     }
     set(
         &mut r,
-        "operation-location".parse().expect("static header name"),
+        header::HeaderName::from_static("operation-location"),
         &monitor_url(op),
     );
     set(
@@ -201,7 +192,7 @@ pub async fn submit(state: &HttpState, mut req: Request) -> Answer {
     if accepted.replayed {
         set(
             &mut r,
-            "idempotent-replayed".parse().expect("static header name"),
+            header::HeaderName::from_static("idempotent-replayed"),
             "true",
         );
     }
@@ -220,11 +211,11 @@ pub async fn status(state: &HttpState, raw_id: &str, raw_query: &str) -> Answer 
     match op.status {
         Status::NotStarted | Status::Running => {
             if query.on_pending == OnPending::Ok {
-                let mut r = json_response(StatusCode::OK, &status_body(&op));
+                let mut r = json_response(StatusCode::OK, &status_body(&op))?;
                 set(&mut r, header::LOCATION, &op.status_url);
                 return Ok(r);
             }
-            let mut r = json_response(StatusCode::ACCEPTED, &status_body(&op));
+            let mut r = json_response(StatusCode::ACCEPTED, &status_body(&op))?;
             // Poll the same URL, keeping the caller's preferences.
             let location = if raw_query.is_empty() {
                 op.status_url.clone()
@@ -321,7 +312,7 @@ pub async fn cancel(state: &HttpState, raw_id: &str) -> Answer {
         .cancel(id)
         .await
         .map_err(|e| domain_problem(state, e))?;
-    Ok(json_response(StatusCode::OK, &status_body(&op)))
+    json_response(StatusCode::OK, &status_body(&op))
 }
 
 /// `GET /api/operations/{id}`: the status monitor for standard LRO clients.
@@ -332,7 +323,7 @@ pub async fn monitor(state: &HttpState, raw_id: &str) -> Answer {
         .get(id)
         .await
         .map_err(|e| domain_problem(state, e))?;
-    let mut r = json_response(StatusCode::OK, &status_body(&op));
+    let mut r = json_response(StatusCode::OK, &status_body(&op))?;
     if !op.status.is_terminal() {
         set(
             &mut r,

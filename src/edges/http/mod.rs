@@ -3,57 +3,30 @@
 //! hands them to the handlers. Under the host the same filter also receives queue invocations.
 
 pub mod handlers;
+pub mod invocation;
 pub mod problem;
 pub mod public_url;
 pub mod query;
+pub mod request;
+pub mod response;
 pub mod server;
 mod sniff_deadline;
+pub mod state;
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use tracing::{debug, Instrument};
-use warp::http::{header, HeaderMap, Method, Response, StatusCode};
-use warp::{Buf, Filter, Reply};
+use warp::http::Method;
+use warp::{Buf, Filter};
 
-use crate::domain::Service;
 use problem::Problem;
-use public_url::UrlPolicy;
-
-/// What the HTTP edge needs besides the service.
-#[derive(Debug, Clone)]
-pub struct HttpSettings {
-    pub urls: UrlPolicy,
-    pub max_body_bytes: usize,
-    /// `BODY_TIMEOUT_SECONDS`: how long a client may take to send its body.
-    pub body_timeout: Duration,
-    pub retry_after: Duration,
-    pub sync_wait_max: Duration,
-    /// `LOCATION_STREAMS_RESULT`: the `202`'s `Location` asks for the result itself
-    /// (`?OnComplete=Stream`), for clients that follow `Location` to the first non-`202`.
-    pub location_streams_result: bool,
-    /// Under the Functions host: also serve the queue trigger's invocations.
-    pub host_mode: bool,
-}
-
-pub struct HttpState {
-    pub service: Arc<Service>,
-    pub settings: HttpSettings,
-}
-
-/// A request as the handlers see it.
-pub struct Request {
-    pub method: Method,
-    pub path: String,
-    pub query: String,
-    pub headers: HeaderMap,
-    pub body: BoxStream<'static, Result<Bytes, warp::Error>>,
-}
-
+use request::Request;
+use response::ok_text;
+use state::HttpState;
 
 /// The whole HTTP surface as one filter that never rejects.
 pub fn routes(
@@ -135,10 +108,10 @@ async fn dispatch(state: &HttpState, req: Request) -> warp::reply::Response {
         (["api", "operations", _], &Method::GET) => handlers::monitor(state, segments[2]).await,
         (["api", "operations", _], _) => Err(Problem::method_not_allowed("GET")),
         (["asyncprocessingbackgroundworker"], &Method::POST) if state.settings.host_mode => {
-            super::invocation::handle(state, req).await
+            invocation::handle(state, req).await
         }
         (["asyncprocessingpoisonworker"], &Method::POST) if state.settings.host_mode => {
-            super::invocation::handle_poison(state, req).await
+            invocation::handle_poison(state, req).await
         }
         _ => Err(Problem::route_not_found()),
     };
@@ -152,64 +125,4 @@ fn cancel_action(segment: &str) -> Option<&str> {
         (segment.is_char_boundary(cut) && segment[cut..].eq_ignore_ascii_case(suffix))
             .then(|| &segment[..cut])
     })
-}
-
-fn ok_text(text: &'static str) -> warp::reply::Response {
-    let mut r = Response::new(Bytes::from_static(text.as_bytes())).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
-/// Reads a body of at most `limit` bytes: refuses a larger declared `Content-Length` before
-/// reading anything, stops reading a longer body as soon as it passes the limit, and gives up
-/// on a client that sends too slowly.
-pub async fn read_body(
-    req: &mut Request,
-    limit: usize,
-    timeout: Duration,
-) -> Result<Bytes, Problem> {
-    let declared = req
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(Problem::payload_too_large(limit));
-    }
-    let read = async {
-        let mut buf = BytesMut::new();
-        while let Some(chunk) = req.body.next().await {
-            let chunk =
-                chunk.map_err(|_| Problem::bad_request("the request body could not be read"))?;
-            if buf.len() + chunk.len() > limit {
-                return Err(Problem::payload_too_large(limit));
-            }
-            buf.extend_from_slice(&chunk);
-        }
-        Ok(buf.freeze())
-    };
-    tokio::time::timeout(timeout, read)
-        .await
-        .unwrap_or_else(|_| Err(Problem::request_timeout()))
-}
-
-/// A JSON response with the headers every API answer carries.
-pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> warp::reply::Response {
-    // Serializing plain data to a Vec cannot fail; an empty object would be the fallback.
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut r = Response::new(Bytes::from(bytes)).into_response();
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    r
 }

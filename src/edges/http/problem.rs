@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 use warp::http::{header, Response, StatusCode};
 use warp::reply::Reply;
 
+use crate::domain::submission::InvalidSubmission;
 use crate::domain::{DomainError, Operation, Status};
 
 /// A problem to answer with.
@@ -148,8 +149,17 @@ impl Problem {
     }
 
     /// The answer for a domain error. `retry_after` is the advice given with a 503.
+    /// The 400 for a body that is no acceptable submission, naming the field when there is one.
+    pub fn invalid_submission(e: InvalidSubmission) -> Self {
+        match &e.field {
+            Some(field) => Self::invalid_field(field, e.detail.clone()),
+            None => Self::bad_request(e.detail),
+        }
+    }
+
     pub fn from_domain(e: &DomainError, retry_after: u64) -> Self {
         match e {
+            DomainError::Invalid(invalid) => Self::invalid_submission(invalid.clone()),
             DomainError::NotFound => Self::new(
                 StatusCode::NOT_FOUND,
                 "operation-not-found",
@@ -174,13 +184,17 @@ impl Problem {
                 tracing::warn!(%reason, "answering 503: the service cannot complete this now");
                 Self::unavailable(retry_after)
             }
-            DomainError::Internal(_) => Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal-error",
-                "Internal error",
-                "the service could not complete the request",
-            ),
+            DomainError::Internal(_) => Self::internal(),
         }
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal-error",
+            "Internal error",
+            "the service could not complete the request",
+        )
     }
 
     /// The answer for reading an operation that ended without a result.

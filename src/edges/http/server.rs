@@ -12,7 +12,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use warp::Filter;
 
@@ -30,13 +31,13 @@ pub struct ConnectionLimits {
     pub header_timeout: Duration,
 }
 
-/// Serves `filter` on `listener` until `shutdown` turns true, then waits for in-flight
+/// Serves `filter` on `listener` until `shutdown` is cancelled, then waits for in-flight
 /// requests to finish (the caller bounds how long).
 pub async fn serve<F>(
     listener: TcpListener,
     filter: F,
     limits: ConnectionLimits,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) where
     F: Filter<Extract = (warp::reply::Response,), Error = Infallible>
         + Clone
@@ -64,7 +65,7 @@ pub async fn serve<F>(
                 Ok(p) => p,
                 Err(_) => break,
             },
-            _ = stopped(&mut shutdown) => break,
+            _ = shutdown.cancelled() => break,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -76,7 +77,7 @@ pub async fn serve<F>(
                     continue;
                 }
             },
-            _ = stopped(&mut shutdown) => break,
+            _ = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(warp::service(filter.clone()));
@@ -96,9 +97,4 @@ pub async fn serve<F>(
     }
     drop(listener);
     graceful.shutdown().await;
-}
-
-/// Resolves once shutdown is signalled (or its sender is gone), holding no borrow.
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
 }

@@ -11,9 +11,11 @@ use serde_json::{json, Map, Value};
 use tracing::warn;
 use warp::http::StatusCode;
 
-use super::http::problem::Problem;
-use super::http::{json_response, read_body, HttpState, Request};
-use crate::domain::service::Outcome;
+use super::problem::Problem;
+use super::request::{read_body, Request};
+use super::response::json_response;
+use super::state::HttpState;
+use crate::domain::Outcome;
 
 /// The binding name in `AsyncProcessingBackgroundWorker/function.json`.
 pub const QUEUE_ITEM_BINDING: &str = "myQueueItem";
@@ -130,7 +132,10 @@ fn metadata_text(v: Option<&Value>) -> Option<String> {
     }
 }
 
-fn invocation_response(status: StatusCode, logs: Vec<String>) -> warp::reply::Response {
+fn invocation_response(
+    status: StatusCode,
+    logs: Vec<String>,
+) -> Result<warp::reply::Response, Problem> {
     json_response(
         status,
         &json!({ "Outputs": {}, "Logs": logs, "ReturnValue": Value::Null }),
@@ -158,7 +163,7 @@ async fn read_invocation(
 /// invocation, which the host retries (work queue: after `visibilityTimeout`, then the poison
 /// queue once `maxDequeueCount` is reached; poison queue: after ten minutes, at most
 /// `maxDequeueCount` times, since a poison queue has no poison queue of its own).
-fn answer(outcome: Outcome, line: String) -> warp::reply::Response {
+fn answer(outcome: Outcome, line: String) -> Result<warp::reply::Response, Problem> {
     match outcome {
         Outcome::Done => invocation_response(StatusCode::OK, vec![line]),
         Outcome::Retry => invocation_response(StatusCode::SERVICE_UNAVAILABLE, vec![line]),
@@ -179,7 +184,7 @@ pub async fn handle(state: &HttpState, mut req: Request) -> Result<warp::reply::
     let message_id = invocation.message_id();
     let outcome = state.service.process(&text, dequeue_count).await;
     let line = format!("queue message {message_id} (delivery {dequeue_count}): {outcome:?}");
-    Ok(answer(outcome, line))
+    answer(outcome, line)
 }
 
 /// `POST /AsyncProcessingPoisonWorker`: a work message the host gave up on.
@@ -191,7 +196,7 @@ pub async fn handle_poison(
     let message_id = invocation.message_id();
     let outcome = state.service.poisoned(&text, &message_id).await;
     let line = format!("poison message {message_id}: {outcome:?}");
-    Ok(answer(outcome, line))
+    answer(outcome, line)
 }
 
 #[cfg(test)]

@@ -1,0 +1,234 @@
+//! Processing one delivery of a work message: the operation moves to `Running`, the work runs,
+//! its result is written once, and the operation ends; a transient failure is retried until the
+//! last allowed delivery, which fails the operation before the message goes to the poison queue.
+//! Every step tolerates redelivery: a terminal state never changes.
+
+use serde_json::{Map, Value};
+use tracing::{info, info_span, warn, Instrument};
+
+use super::error::DomainError;
+use super::message::{Payload, WorkMessage};
+use super::operation::{Operation, OperationError, OperationId, Status};
+use super::operations::{self, Update};
+use super::ports::ETag;
+use super::service::Service;
+use super::work::{WorkContext, WorkError};
+
+/// What to do with a delivered message once `process` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Handled for good (done, failed for good, or nothing to do): delete the message.
+    Done,
+    /// Not handled for good: let the message come back later, or, after the last allowed
+    /// attempt, go to the poison queue (the operation was failed first where storage allowed).
+    Retry,
+}
+
+impl Service {
+    /// Processes one delivery of a work message. `dequeue_count` is this delivery's number
+    /// (1 on the first); on the last allowed one a transient failure fails the operation.
+    pub async fn process(&self, text: &str, dequeue_count: u32) -> Outcome {
+        let message = match WorkMessage::decode(text) {
+            Ok(m) => m,
+            Err(e) => {
+                return match e.id {
+                    Some(id) => {
+                        let span = info_span!("process", operation_id = %id, dequeue_count);
+                        async {
+                            warn!(reason = %e.reason, "undecodable message; failing the operation");
+                            let error = OperationError::new("InvalidMessage", e.reason.clone());
+                            self.finish(id, None, Status::Failed, Some(error), dequeue_count)
+                                .await
+                        }
+                        .instrument(span)
+                        .await
+                    }
+                    None => {
+                        warn!(reason = %e.reason, dequeue_count, "undecodable message names no operation; dropping it");
+                        Outcome::Done
+                    }
+                };
+            }
+        };
+        let span = info_span!(
+            "process",
+            operation_id = %message.id,
+            dequeue_count,
+            traceparent = message.traceparent.as_deref(),
+        );
+        self.process_message(message, dequeue_count)
+            .instrument(span)
+            .await
+    }
+
+    async fn process_message(&self, message: WorkMessage, dequeue_count: u32) -> Outcome {
+        let id = message.id;
+        let operations = &self.accepted.operations;
+        // The record as submitted, rebuilt from the message, at the version the message names:
+        // if it is still that version nothing has touched it, and the Running write needs no
+        // read first; if anything did (a cancel, an earlier delivery), the write loses the ETag
+        // race and `update` reads the record as usual. (The rebuilt expiry uses this instance's
+        // retention setting, which all instances of an app share.)
+        let as_submitted = message.record_version.clone().map(|version| {
+            let op = Operation::new(
+                id,
+                message.status_url.clone(),
+                message.submitted_at,
+                self.retention(),
+            );
+            (op, version)
+        });
+        let running = operations
+            .update(id, as_submitted, |op, now| {
+                op.transition(Status::Running, None, now)
+            })
+            .await;
+        let (started, version) = match running {
+            Ok(Update::Changed(op, etag)) => (op, etag),
+            Ok(Update::AlreadyEnded(op)) => {
+                info!(status = %op.status, "already ended; nothing to do");
+                return Outcome::Done;
+            }
+            Err(DomainError::NotFound) => {
+                warn!("no such operation (expired, or never accepted); dropping the message");
+                return Outcome::Done;
+            }
+            Err(e) => return self.transient(id, e.to_string(), dequeue_count).await,
+        };
+        let record = match self.record_of(message.payload, id).await {
+            Ok(record) => record,
+            Err(Fault::Invalid(reason)) => {
+                return self
+                    .fail(id, "InvalidMessage", &reason, dequeue_count)
+                    .await
+            }
+            Err(Fault::Transient(reason)) => {
+                return self.transient(id, reason, dequeue_count).await
+            }
+        };
+        if let Err(e) = self.work.validate(&record) {
+            return self
+                .fail(id, "InvalidMessage", &e.detail, dequeue_count)
+                .await;
+        }
+        info!("working");
+        let context = WorkContext {
+            operation_id: id,
+            submitted_at: message.submitted_at,
+            started_at: self.clock.now(),
+            status_url: started.status_url.clone(),
+            dequeue_count,
+        };
+        match self.work.perform(&context, record).await {
+            Ok(output) => {
+                let stored = self
+                    .accepted
+                    .results
+                    .put_if_absent(&id.result_name(), output.body, &output.content_type)
+                    .await;
+                match stored {
+                    Ok(_) => {
+                        let known = Some((started, version));
+                        self.finish(id, known, Status::Succeeded, None, dequeue_count)
+                            .await
+                    }
+                    Err(e) => self.transient(id, e.to_string(), dequeue_count).await,
+                }
+            }
+            Err(WorkError::Permanent(m)) => self.fail(id, "WorkFailed", &m, dequeue_count).await,
+            Err(WorkError::Transient(m)) => self.transient(id, m, dequeue_count).await,
+        }
+    }
+
+    /// The submitted record: in the message, or claim-checked in storage.
+    async fn record_of(
+        &self,
+        payload: Payload,
+        id: OperationId,
+    ) -> Result<Map<String, Value>, Fault> {
+        match payload {
+            Payload::Inline(record) => Ok(record),
+            Payload::Stored(_) => match self.accepted.operations.load_payload(id).await {
+                Ok(operations::Payload::Record(record)) => Ok(record),
+                Ok(operations::Payload::NotAnObject) => Err(Fault::Invalid(
+                    "the stored payload is not a JSON object".into(),
+                )),
+                Ok(operations::Payload::Missing) => {
+                    Err(Fault::Invalid("the stored payload is missing".into()))
+                }
+                Err(e) => Err(Fault::Transient(e.to_string())),
+            },
+        }
+    }
+
+    async fn fail(
+        &self,
+        id: OperationId,
+        code: &str,
+        message: &str,
+        dequeue_count: u32,
+    ) -> Outcome {
+        warn!(code, message, "operation failed");
+        let error = OperationError::new(code, message);
+        self.finish(id, None, Status::Failed, Some(error), dequeue_count)
+            .await
+    }
+
+    /// A failure that may pass: retried. On the last allowed attempt the operation is failed
+    /// for good first, and the message still answers `Retry`, so it goes to the poison queue as
+    /// the platform does with any message it gives up on (the poison function then finds the
+    /// operation ended and keeps a copy of the message).
+    async fn transient(&self, id: OperationId, reason: String, dequeue_count: u32) -> Outcome {
+        if dequeue_count >= self.settings.max_dequeue_count {
+            let message = format!("gave up after {dequeue_count} attempts; last error: {reason}");
+            self.fail(id, "RetriesExhausted", &message, dequeue_count)
+                .await;
+            return Outcome::Retry;
+        }
+        warn!(%reason, "transient failure; the message will be retried");
+        Outcome::Retry
+    }
+
+    /// Moves the operation to a terminal state (a no-op if it already ended). `known`: the
+    /// state this process last wrote, saving a read (see `Operations::update`).
+    async fn finish(
+        &self,
+        id: OperationId,
+        known: Option<(Operation, ETag)>,
+        to: Status,
+        error: Option<OperationError>,
+        dequeue_count: u32,
+    ) -> Outcome {
+        let update = self
+            .accepted
+            .operations
+            .update(id, known, |op, now| op.transition(to, error.clone(), now))
+            .await;
+        match update {
+            Ok(Update::Changed(..)) => {
+                info!(status = %to, "operation ended");
+                Outcome::Done
+            }
+            Ok(Update::AlreadyEnded(op)) => {
+                info!(status = %op.status, "operation had already ended");
+                if op.status == Status::Canceled && to == Status::Succeeded {
+                    let _ = self.accepted.results.delete(&id.result_name()).await;
+                }
+                Outcome::Done
+            }
+            Err(DomainError::NotFound) => Outcome::Done,
+            Err(e) => {
+                warn!(error = %e, dequeue_count, "could not record the outcome; the message will be retried");
+                Outcome::Retry
+            }
+        }
+    }
+}
+
+/// Why a message's record could not be had.
+enum Fault {
+    /// Never will be: the operation fails.
+    Invalid(String),
+    /// Storage trouble: retried.
+    Transient(String),
+}

@@ -1,0 +1,204 @@
+//! Submitting work: the operation is recorded, then its message queued, and only then is the
+//! submission accepted; with an `Idempotency-Key`, a repeat of the same request answers the
+//! same operation and queues nothing twice.
+
+use serde_json::{Map, Value};
+use tracing::{info, info_span, warn, Instrument};
+
+use super::error::DomainError;
+use super::message::{Payload, WorkMessage};
+use super::operation::{Operation, OperationId};
+use super::operations::{sha256_hex, IdempotencyEntry};
+use super::ports::StoreError;
+use super::service::Service;
+
+/// How many times an idempotency key is re-read when it keeps changing under us.
+const KEY_ATTEMPTS: usize = 8;
+
+/// What a submission carries into the domain.
+#[derive(Debug, Clone)]
+pub struct SubmitRequest {
+    pub record: Map<String, Value>,
+    pub idempotency_key: Option<String>,
+    pub traceparent: Option<String>,
+}
+
+/// A submission's answer: the operation, and whether it is a replay of an earlier submission.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub operation: Operation,
+    pub replayed: bool,
+}
+
+impl Service {
+    /// Accepts work: checks it with the work's own rules, records the operation, then queues its
+    /// message. Answers only once the message is durably queued; on any failure nothing is
+    /// accepted.
+    pub async fn submit(
+        &self,
+        request: SubmitRequest,
+        status_url: &(dyn Fn(OperationId) -> String + Sync),
+    ) -> Result<Accepted, DomainError> {
+        self.work
+            .validate(&request.record)
+            .map_err(DomainError::Invalid)?;
+        match request.idempotency_key.clone() {
+            None => {
+                let id = OperationId::new_random();
+                let span = info_span!("submit", operation_id = %id);
+                async {
+                    let op = self
+                        .accept(id, &request, status_url(id), false)
+                        .await
+                        .inspect_err(|e| warn!(error = %e, "submission not accepted"))?;
+                    info!("accepted");
+                    Ok(Accepted {
+                        operation: op,
+                        replayed: false,
+                    })
+                }
+                .instrument(span)
+                .await
+            }
+            Some(key) => self.submit_idempotent(&key, &request, status_url).await,
+        }
+    }
+
+    async fn submit_idempotent(
+        &self,
+        key: &str,
+        request: &SubmitRequest,
+        status_url: &(dyn Fn(OperationId) -> String + Sync),
+    ) -> Result<Accepted, DomainError> {
+        let operations = &self.requests.operations;
+        // serde_json's map is ordered by key, so this hash ignores key order and white space.
+        let body_hash = sha256_hex(Value::Object(request.record.clone()).to_string().as_bytes());
+        let now = self.clock.now();
+        let fresh = IdempotencyEntry {
+            operation_id: OperationId::new_random(),
+            body_hash: body_hash.clone(),
+            enqueued: false,
+            expiration_date_time: now + self.retention(),
+        };
+        for _ in 0..KEY_ATTEMPTS {
+            let Some((entry, etag)) = operations.claim_idempotency_key(key, &fresh).await? else {
+                continue;
+            };
+            if entry.expiration_date_time <= now {
+                // A key reused after its retention is a new request.
+                match operations
+                    .replace_idempotency_entry(key, &fresh, &etag)
+                    .await
+                {
+                    Ok(_) | Err(StoreError::PreconditionFailed) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if entry.body_hash != body_hash {
+                return Err(DomainError::IdempotencyMismatch);
+            }
+            let id = entry.operation_id;
+            let span = info_span!("submit", operation_id = %id);
+            return async {
+                if entry.enqueued {
+                    let op = self.get(id).await?;
+                    info!("replayed an idempotent submission");
+                    return Ok(Accepted {
+                        operation: op,
+                        replayed: true,
+                    });
+                }
+                // First time here, or an earlier attempt stopped before its message was queued.
+                let replayed = entry.operation_id != fresh.operation_id;
+                let op = self.accept(id, request, status_url(id), true).await?;
+                let done = IdempotencyEntry {
+                    enqueued: true,
+                    ..entry
+                };
+                if let Err(e) = operations
+                    .replace_idempotency_entry(key, &done, &etag)
+                    .await
+                {
+                    // Harmless: a later replay queues a duplicate message, which processing ignores.
+                    warn!(error = %e, "could not mark the idempotency key as queued");
+                }
+                info!(replayed, "accepted");
+                Ok(Accepted {
+                    operation: op,
+                    replayed,
+                })
+            }
+            .instrument(span)
+            .await;
+        }
+        Err(DomainError::Unavailable(
+            "too much contention on this Idempotency-Key".into(),
+        ))
+    }
+
+    /// Writes the operation record (and the payload, when it needs a claim check), then queues
+    /// the message. `tolerate_existing`: the record may already be there from an earlier attempt.
+    async fn accept(
+        &self,
+        id: OperationId,
+        request: &SubmitRequest,
+        status_url: String,
+        tolerate_existing: bool,
+    ) -> Result<Operation, DomainError> {
+        let operations = &self.requests.operations;
+        let now = self.clock.now();
+        let mut operation = Operation::new(id, status_url.clone(), now, self.retention());
+        let record_version = match operations.create(&operation).await {
+            Ok(etag) => Some(etag),
+            Err(StoreError::AlreadyExists) if tolerate_existing => {
+                if let Some((stored, _)) = operations.load(id).await? {
+                    operation = stored;
+                }
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut message = WorkMessage {
+            id,
+            submitted_at: now,
+            status_url,
+            payload: Payload::Inline(request.record.clone()),
+            traceparent: request.traceparent.clone(),
+            record_version,
+        };
+        if let Err(e) = self.send(&mut message, &request.record).await {
+            if !tolerate_existing {
+                // Nobody knows this id yet; leave no operation behind that would never run.
+                let _ = operations.remove(id).await;
+            }
+            return Err(e.into());
+        }
+        self.enqueued.notify_one();
+        Ok(operation)
+    }
+
+    /// Queues the message, storing the record first and sending a reference instead when it
+    /// is too large for one queue message (claim check).
+    async fn send(
+        &self,
+        message: &mut WorkMessage,
+        record: &Map<String, Value>,
+    ) -> Result<(), StoreError> {
+        let mut text = encode(message)?;
+        if text.len() > self.settings.max_inline_message_bytes {
+            self.requests
+                .operations
+                .store_payload(message.id, record)
+                .await?;
+            message.payload = Payload::Stored(message.id.payload_key());
+            text = encode(message)?;
+        }
+        self.requests.queue.send(&text).await
+    }
+}
+
+fn encode(message: &WorkMessage) -> Result<String, StoreError> {
+    message
+        .encode()
+        .map_err(|e| StoreError::Fatal(format!("cannot encode the queue message: {e}")))
+}
