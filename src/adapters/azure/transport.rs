@@ -97,12 +97,13 @@ impl AdaptiveLimit {
         }
     }
 
-    /// Waits (at most `max_wait`, first come first served) for a slot.
+    /// Waits (at most `max_wait`, first come first served) for a slot. `None` when none freed
+    /// up in time (the semaphore is never closed, so that is the only way to get none).
     pub(crate) async fn acquire(&self, max_wait: Duration) -> Option<SemaphorePermit<'_>> {
         tokio::time::timeout(max_wait, self.slots.acquire())
             .await
             .ok()
-            .map(|permit| permit.expect("the semaphore is never closed"))
+            .and_then(Result::ok)
     }
 
     /// Gives a slot back, with how long its call took, and moves the limit.

@@ -1,6 +1,14 @@
 //! The HTTP edge: one warp filter that routes requests case-insensitively (the Functions host
 //! matches routes that way and forwards the caller's casing), reads bodies within limits, and
 //! hands them to the handlers. Under the host the same filter also receives queue invocations.
+//!
+//! warp does the HTTP plumbing (method, path, query, headers, the body stream, the service
+//! hyper serves); the routing and the body limit are written here because warp's own do not fit:
+//! its path filters match segments exactly (the host matches them case-insensitively), and
+//! `warp::body::content_length_limit` refuses a body without `Content-Length` and has no
+//! deadline, where `request::read_body` bounds a chunked body's size as it streams and a slow
+//! client's time. The accept loop is `server`'s, for a like reason: warp's server has no header
+//! deadline and no connection cap.
 
 pub mod handlers;
 pub mod invocation;
