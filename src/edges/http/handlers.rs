@@ -5,7 +5,6 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -249,14 +248,17 @@ pub async fn status(state: &HttpState, raw_id: &str, raw_query: &str) -> Answer 
     }
 }
 
-/// Forwards a result's chunks through a bounded channel: memory stays bounded whatever the
-/// size, and the response body is `Sync` as warp requires.
-struct ChannelBody(tokio::sync::mpsc::Receiver<Result<Bytes, io::Error>>);
+/// A stream made `Sync`, as warp's body type requires of any stream. It is only ever polled
+/// through `&mut`, so the mutex is never locked: it is there for the type, and costs nothing.
+struct SyncStream<S>(std::sync::Mutex<S>);
 
-impl Stream for ChannelBody {
-    type Item = Result<Bytes, io::Error>;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx)
+impl<S: Stream + Unpin> Stream for SyncStream<S> {
+    type Item = S::Item;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.get_mut().0.get_mut() {
+            Ok(inner) => inner.poll_next_unpin(cx),
+            Err(poisoned) => poisoned.into_inner().poll_next_unpin(cx),
+        }
     }
 }
 
@@ -274,26 +276,17 @@ async fn stream_result(state: &HttpState, op: &Operation) -> Answer {
         Some(Err(e)) => return Err(domain_problem(state, e.into())),
         None => None,
     };
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    // The rest streams as the client reads it (memory stays bounded whatever the size); a
+    // failure mid-way ends the body early, which the client sees as a short read.
     let id = op.id;
-    tokio::spawn(async move {
-        if let Some(bytes) = first {
-            if tx.send(Ok(bytes)).await.is_err() {
-                return;
-            }
-        }
-        while let Some(chunk) = chunks.next().await {
-            let failed = chunk.is_err();
-            let item = chunk.map_err(|e| {
-                tracing::warn!(operation_id = %id, error = %e, "result stream broke off");
-                io::Error::other("the result could not be read")
-            });
-            if tx.send(item).await.is_err() || failed {
-                break;
-            }
-        }
+    let rest = chunks.map(move |chunk| {
+        chunk.map_err(|e| {
+            tracing::warn!(operation_id = %id, error = %e, "result stream broke off");
+            io::Error::other("the result could not be read")
+        })
     });
-    let mut r = warp::reply::stream(ChannelBody(rx)).into_response();
+    let body = futures::stream::iter(first.map(Ok)).chain(rest);
+    let mut r = warp::reply::stream(SyncStream(std::sync::Mutex::new(body))).into_response();
     set(&mut r, header::CONTENT_TYPE, &result.content_type);
     set(
         &mut r,
