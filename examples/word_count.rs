@@ -1,5 +1,5 @@
 //! A service with work of its own, built on the library's public API only: it counts the words
-//! of a submitted `{"text": "..."}` and stores `{"words": N}` as the result. Everything else
+//! of a submitted `{"text": "..."}` and stores `{"operationId": ..., "words": N}` as the result. Everything else
 //! (the 202 and its status URL, the queue, retries, the poison queue, the SAS redirect, the
 //! Functions host's protocol) is the library's. Run it as the handler would be run:
 //!
