@@ -6,35 +6,23 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_request_reply::adapters::azure::{AzureSettings, AzureStorage, StorageConnection};
+use async_request_reply::adapters::azure::AzureStorage;
 use async_request_reply::app::Storage;
 use async_request_reply::domain::ports::{Delivery, PutOutcome, StoreError, WorkQueue};
 use base64::Engine;
 use bytes::Bytes;
 use futures::StreamExt;
-use support::azurite::Azurite;
+use support::app::Backend;
+use support::azurite::{Azurite, Names, KEY};
+use support::eventually;
 
-struct Backend {
+/// A backend's storage, with what keeps it alive and names it (Azurite only).
+struct Store {
     storage: Storage,
-    _azurite: Option<Azurite>,
+    azurite: Option<(Azurite, Names)>,
 }
 
-fn settings(conn: &str, timeout_ms: u64, retries: u32) -> AzureSettings {
-    AzureSettings {
-        connection: StorageConnection::parse(conn).unwrap(),
-        queue_name: "outqueue".into(),
-        results_container: "data".into(),
-        records_container: "operations".into(),
-        request_timeout: Duration::from_millis(timeout_ms),
-        max_retries: retries,
-        max_concurrent_calls: 32,
-    }
-}
-
-async fn azure_storage(azurite: &Azurite) -> Storage {
-    let s = AzureStorage::connect(&settings(&azurite.connection_string(), 3000, 2))
-        .await
-        .expect("Azurite is reachable");
+fn from_adapters(s: AzureStorage) -> Storage {
     Storage {
         records: s.records,
         results: s.results,
@@ -42,35 +30,29 @@ async fn azure_storage(azurite: &Azurite) -> Storage {
     }
 }
 
-async fn backend(azure: bool) -> Backend {
-    if azure {
-        let azurite = Azurite::start();
-        Backend {
-            storage: azure_storage(&azurite).await,
-            _azurite: Some(azurite),
-        }
-    } else {
-        Backend {
+/// The storage of `backend`: in memory, or this test's own queue and containers on the run's
+/// shared Azurite.
+async fn store(backend: Backend) -> Store {
+    match backend {
+        Backend::Memory => Store {
             storage: Storage::memory(),
-            _azurite: None,
+            azurite: None,
+        },
+        Backend::Azurite => {
+            let azurite = Azurite::shared();
+            let names = Names::unique();
+            let s = AzureStorage::connect(&names.azure_settings(&azurite, 3000, 2))
+                .await
+                .expect("Azurite is reachable");
+            Store {
+                storage: from_adapters(s),
+                azurite: Some((azurite, names)),
+            }
         }
     }
 }
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name(super::backend(false).await).await } )*
-        }
-        mod azurite {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name(super::backend(true).await).await } )*
-        }
-    };
-}
-
-contract!(
+support::contract!(with store;
     records_are_created_once_and_swapped_by_etag,
     records_list_by_prefix_and_age,
     results_are_written_once_and_streamed_exactly,
@@ -79,7 +61,7 @@ contract!(
     queue_delete_and_dead_letter,
 );
 
-async fn records_are_created_once_and_swapped_by_etag(b: Backend) {
+async fn records_are_created_once_and_swapped_by_etag(b: Store) {
     let r = &b.storage.records;
     assert_eq!(r.get("operations/a").await.unwrap(), None);
     let e1 = r
@@ -119,7 +101,7 @@ async fn records_are_created_once_and_swapped_by_etag(b: Backend) {
     );
 }
 
-async fn records_list_by_prefix_and_age(b: Backend) {
+async fn records_list_by_prefix_and_age(b: Store) {
     let r = &b.storage.records;
     for k in ["operations/1", "operations/2", "idempotency/x"] {
         r.insert(k, Bytes::from_static(b"{}")).await.unwrap();
@@ -142,7 +124,7 @@ async fn records_list_by_prefix_and_age(b: Backend) {
         .is_empty());
 }
 
-async fn read_all(b: &Backend, name: &str) -> (String, u64, Vec<u8>) {
+async fn read_all(b: &Store, name: &str) -> (String, u64, Vec<u8>) {
     let body = b
         .storage
         .results
@@ -158,7 +140,7 @@ async fn read_all(b: &Backend, name: &str) -> (String, u64, Vec<u8>) {
     (body.content_type, body.content_length, bytes)
 }
 
-async fn results_are_written_once_and_streamed_exactly(b: Backend) {
+async fn results_are_written_once_and_streamed_exactly(b: Store) {
     let res = &b.storage.results;
     assert!(res.open("missing.blobdata").await.unwrap().is_none());
     let first = res
@@ -210,18 +192,18 @@ async fn results_are_written_once_and_streamed_exactly(b: Backend) {
 /// Receives (hiding for 30 s) as soon as anything is visible again; polls every 100 ms for at
 /// most 10 s, then fails naming `what`.
 async fn receive_once_back(q: &dyn WorkQueue, what: &str) -> Vec<Delivery> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = q.receive(32, Duration::from_secs(30)).await.unwrap();
-        if !got.is_empty() {
-            return got;
-        }
-        assert!(Instant::now() < deadline, "{what} never came back");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        format_args!("{what} coming back"),
+        Duration::from_millis(100),
+        Duration::from_secs(10),
+        async || {
+            Some(q.receive(32, Duration::from_secs(30)).await.unwrap()).filter(|g| !g.is_empty())
+        },
+    )
+    .await
 }
 
-async fn queue_hides_received_messages_until_the_timeout(b: Backend) {
+async fn queue_hides_received_messages_until_the_timeout(b: Store) {
     let q = &b.storage.queue;
     q.send("{\"n\":1}").await.unwrap();
     let got = q.receive(32, Duration::from_secs(1)).await.unwrap();
@@ -244,7 +226,7 @@ async fn queue_hides_received_messages_until_the_timeout(b: Backend) {
     q.delete(&again[0].receipt).await.unwrap();
 }
 
-async fn queue_extend_keeps_a_message_hidden_and_renews_its_receipt(b: Backend) {
+async fn queue_extend_keeps_a_message_hidden_and_renews_its_receipt(b: Store) {
     let q = &b.storage.queue;
     q.send("{\"n\":\"kept\"}").await.unwrap();
     q.send("{\"n\":\"witness\"}").await.unwrap();
@@ -281,7 +263,7 @@ async fn queue_extend_keeps_a_message_hidden_and_renews_its_receipt(b: Backend) 
         .is_empty());
 }
 
-async fn queue_delete_and_dead_letter(b: Backend) {
+async fn queue_delete_and_dead_letter(b: Store) {
     let q = &b.storage.queue;
     for i in 0..3 {
         q.send(&format!("{{\"n\":{i}}}")).await.unwrap();
@@ -310,7 +292,7 @@ fn http() -> reqwest::Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sas_links_read_one_blob_and_refuse_tampering_and_expiry() {
-    let b = backend(true).await;
+    let b = store(Backend::Azurite).await;
     let res = &b.storage.results;
     res.put_if_absent(
         "r.blobdata",
@@ -385,30 +367,15 @@ async fn sas_links_read_one_blob_and_refuse_tampering_and_expiry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_text_is_base64_on_the_wire() {
-    use azure_storage::{CloudLocation, StorageCredentials};
-    use azure_storage_queues::QueueServiceClientBuilder;
-    let b = backend(true).await;
-    let azurite = b._azurite.as_ref().unwrap();
+    let b = store(Backend::Azurite).await;
+    let (azurite, names) = b.azurite.as_ref().unwrap();
     b.storage.queue.send("{\"hello\":\"wörld\"}").await.unwrap();
-    let raw = QueueServiceClientBuilder::with_location(
-        CloudLocation::Custom {
-            account: support::azurite::ACCOUNT.into(),
-            uri: format!(
-                "http://127.0.0.1:{}/{}",
-                azurite.queue_port,
-                support::azurite::ACCOUNT
-            ),
-        },
-        StorageCredentials::access_key(
-            support::azurite::ACCOUNT,
-            support::azurite::KEY.to_string(),
-        ),
-    )
-    .build()
-    .queue_client("outqueue")
-    .peek_messages()
-    .await
-    .unwrap();
+    let raw = azurite
+        .queue_service()
+        .queue_client(&names.queue)
+        .peek_messages()
+        .await
+        .unwrap();
     let text = &raw.messages[0].message_text;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(text)
@@ -418,8 +385,9 @@ async fn queue_text_is_base64_on_the_wire() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_storage_answers_unavailable_within_bounds() {
+    // Stopped below: its own Azurite, not the shared one.
     let mut azurite = Azurite::start();
-    let s = AzureStorage::connect(&settings(&azurite.connection_string(), 500, 1))
+    let s = AzureStorage::connect(&Names::unique().azure_settings(&azurite, 500, 1))
         .await
         .unwrap();
     azurite.stop();
@@ -434,13 +402,14 @@ async fn a_dead_storage_answers_unavailable_within_bounds() {
         started.elapsed()
     );
     // Nothing secret in what the error says.
-    assert!(!format!("{e} {e:?}").contains(support::azurite::KEY));
+    assert!(!format!("{e} {e:?}").contains(KEY));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_creates_what_is_missing_and_is_idempotent() {
-    let azurite = Azurite::start();
-    let s = settings(&azurite.connection_string(), 3000, 2);
+    // Fresh names on the shared Azurite: nothing exists yet.
+    let azurite = Azurite::shared();
+    let s = Names::unique().azure_settings(&azurite, 3000, 2);
     let first = AzureStorage::connect(&s).await.unwrap();
     let second: Arc<_> = Arc::new(AzureStorage::connect(&s).await.unwrap());
     first.queue.send("{}").await.unwrap();
