@@ -395,6 +395,10 @@ fi
 log "Azurite"
 azurite_pid=""
 fresh_azurite() {
+  # The smoke pass proves the harness, not the figures: one Azurite, started and warmed once,
+  # serves every part (each part uses its own queue and container names). A full run gives
+  # each part a fresh one.
+  if [ "$mode" = smoke ] && [ -n "$azurite_pid" ]; then return 0; fi
   if [ -n "$azurite_pid" ]; then stop_pid "$azurite_pid"; fi
   start_azurite
   # Azurite is Node: warm its JIT first so the bare baselines are not measured cold.

@@ -29,6 +29,10 @@ step "Python test tools (pinned) into .tools/venv and .tools/checkov"
 venv venv tests/requirements.txt
 venv checkov tests/requirements-checkov.txt
 
+step "One shared Azurite for the run (tests keep apart by their own queue and container names)"
+source scripts/shared-azurite.sh
+start_shared_azurite
+
 step "Rust tests (cargo nextest)"
 cargo build --locked --bin handler
 cargo nextest run --locked --no-fail-fast \

@@ -84,6 +84,8 @@ fn almost_json() -> impl Strategy<Value = Vec<u8>> {
 proptest! {
     #[test]
     fn submission_bodies_never_panic(bytes in prop_oneof![any::<Vec<u8>>(), almost_json()]) {
+        // Arbitrary bytes: refusing them, at parsing or at the work's validation, is a
+        // legitimate outcome; the property is that neither panics.
         if let Ok(record) = submission::parse(&bytes) {
             let _ = SampleWork::default().validate(&record);
         }
@@ -94,7 +96,7 @@ proptest! {
         let body = json!({ "id": id, "customername": name, "extra": extra }).to_string();
         let record = submission::parse(body.as_bytes());
         prop_assert!(record.is_ok(), "{body}");
-        let _ = SampleWork::default().validate(&record.unwrap());
+        prop_assert!(SampleWork::default().validate(&record.unwrap()).is_ok(), "{body}");
     }
 
     #[test]
@@ -106,9 +108,10 @@ proptest! {
     fn operation_ids_never_panic_and_round_trip(raw in ".{0,60}", uuid in any::<u128>()) {
         let _ = OperationId::from_str(&raw);
         let canonical = uuid::Uuid::from_u128(uuid).to_string();
-        if let Ok(id) = OperationId::from_str(&canonical) {
-            prop_assert_eq!(id.to_string(), canonical);
-        }
+        // A canonical UUID must parse, and print back as itself.
+        let id = OperationId::from_str(&canonical);
+        prop_assert!(id.is_ok(), "{canonical} refused: {:?}", id.err());
+        prop_assert_eq!(id.unwrap().to_string(), canonical);
     }
 
     #[test]
@@ -135,6 +138,8 @@ proptest! {
 
     #[test]
     fn invocation_payloads_never_panic(bytes in prop_oneof![any::<Vec<u8>>(), almost_json()]) {
+        // Arbitrary bytes: refusing them is a legitimate outcome (so is a payload without the
+        // binding); whatever does parse must still report at least one delivery.
         if let Ok(invocation) = Invocation::parse(&bytes) {
             let text = invocation.message_text("myQueueItem").unwrap_or_default();
             prop_assert!(invocation.dequeue_count(&text) >= 1);

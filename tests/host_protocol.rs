@@ -5,30 +5,19 @@
 
 mod support;
 
-use azure_storage::{CloudLocation, StorageCredentials};
-use azure_storage_queues::QueueServiceClientBuilder;
 use base64::Engine;
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::app::client;
-use support::azurite::Azurite;
-use support::host::{invocation_payload, Handler};
+use support::azurite::{Azurite, Names, ACCOUNT, KEY};
+use support::host::{handler_command, invocation_payload, wait_ready, Handler};
+use support::{as_refs, free_port};
 
-const KEY: &str = azure_storage::EMULATOR_ACCOUNT_KEY;
-
-/// Receives one message from Azurite's `outqueue` with a plain SDK client, as the host does,
+/// Receives one message from the test's work queue with a plain SDK client, as the host does,
 /// and returns its text decoded from base64 (the queue trigger's default encoding).
-async fn host_reads_the_queue(azurite: &Azurite) -> String {
-    let queues = QueueServiceClientBuilder::with_location(
-        CloudLocation::Custom {
-            account: "devstoreaccount1".into(),
-            uri: format!("http://127.0.0.1:{}/devstoreaccount1", azurite.queue_port),
-        },
-        StorageCredentials::access_key("devstoreaccount1", KEY.to_string()),
-    )
-    .build();
-    let queue = queues.queue_client("outqueue");
+async fn host_reads_the_queue(azurite: &Azurite, names: &Names) -> String {
+    let queue = azurite.queue_service().queue_client(&names.queue);
     let got = queue
         .get_messages()
         .number_of_messages(32)
@@ -50,13 +39,11 @@ async fn host_reads_the_queue(azurite: &Azurite) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_host_drives_a_request_end_to_end_on_azurite() {
-    let azurite = Azurite::start();
-    let conn = azurite.connection_string();
-    let handler = Handler::start(&[
-        ("AzureWebJobsStorage", conn.as_str()),
-        ("WEBSITE_HOSTNAME", "myapp.azurewebsites.net"),
-    ])
-    .await;
+    let azurite = Azurite::shared();
+    let names = Names::unique();
+    let mut env = azurite.handler_settings(&names);
+    env.push(("WEBSITE_HOSTNAME", "myapp.azurewebsites.net".into()));
+    let handler = Handler::start(&as_refs(&env)).await;
     let http = client();
 
     // The host forwards the caller's request as is: path casing, Host header and body.
@@ -92,7 +79,7 @@ async fn the_host_drives_a_request_end_to_end_on_azurite() {
     let r = http.get(&status_path).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
 
-    let text = host_reads_the_queue(&azurite).await;
+    let text = host_reads_the_queue(&azurite, &names).await;
     let message: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(message["RequestGUID"], id);
     assert_eq!(message["RequestStatusURL"], location);
@@ -118,8 +105,8 @@ async fn the_host_drives_a_request_end_to_end_on_azurite() {
     let sas = r.headers()["location"].to_str().unwrap().to_string();
     assert!(
         sas.starts_with(&format!(
-            "http://127.0.0.1:{}/devstoreaccount1/data/{id}.blobdata?",
-            azurite.blob_port
+            "http://127.0.0.1:{}/{ACCOUNT}/{}/{id}.blobdata?",
+            azurite.blob_port, names.results
         )),
         "{sas}"
     );
@@ -160,13 +147,11 @@ fn tamper_signature(url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_func_start_urls_stay_http_and_the_handler_never_polls() {
-    let azurite = Azurite::start();
-    let conn = azurite.connection_string();
-    let handler = Handler::start(&[
-        ("AzureWebJobsStorage", conn.as_str()),
-        ("WEBSITE_HOSTNAME", "localhost:7071"),
-    ])
-    .await;
+    let azurite = Azurite::shared();
+    let names = Names::unique();
+    let mut env = azurite.handler_settings(&names);
+    env.push(("WEBSITE_HOSTNAME", "localhost:7071".into()));
+    let handler = Handler::start(&as_refs(&env)).await;
     let r = client()
         .post(format!("{}/api/AsyncProcessingWorkAcceptor", handler.base))
         .json(&json!({"id": "1", "customername": "Contoso"}))
@@ -180,27 +165,22 @@ async fn under_func_start_urls_stay_http_and_the_handler_never_polls() {
         "{location}"
     );
     // In host mode the message waits in the queue for the host: the handler did not take it.
-    let text = host_reads_the_queue(&azurite).await;
+    let text = host_reads_the_queue(&azurite, &names).await;
     assert!(text.contains("RequestGUID"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standalone_binary_serves_the_walkthrough_in_memory() {
     // `cargo run` with nothing configured: in memory, worker in-process.
-    let port = support::host::free_port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_handler"))
-        .env_clear()
+    let port = free_port();
+    let mut child = handler_command()
         .env("PORT", port.to_string())
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let http = client();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    while http.get(format!("{base}/")).send().await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "no answer on GET /");
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    wait_ready(&base).await;
     let r = http
         .post(format!("{base}/api/AsyncProcessingWorkAcceptor"))
         .json(&json!({"id": "1234", "customername": "Contoso"}))
@@ -249,12 +229,8 @@ fn under_the_host_missing_storage_stops_startup_naming_the_setting() {
             "AzureWebJobsStorage__accountName",
         ),
     ] {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_handler"));
-        cmd.env_clear()
-            .env(
-                "FUNCTIONS_CUSTOMHANDLER_PORT",
-                support::host::free_port().to_string(),
-            )
+        let mut cmd = handler_command();
+        cmd.env("FUNCTIONS_CUSTOMHANDLER_PORT", free_port().to_string())
             .env("FUNCTIONS_WORKER_RUNTIME", "custom")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
@@ -282,8 +258,8 @@ async fn under_the_host_silent_storage_does_not_keep_the_probe_waiting() {
         }
     });
     let conn = format!(
-        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={KEY};\
-         BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1"
+        "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};\
+         BlobEndpoint=http://127.0.0.1:{port}/{ACCOUNT};QueueEndpoint=http://127.0.0.1:{port}/{ACCOUNT}"
     );
     let started = std::time::Instant::now();
     // `start` fails the test unless GET / answers within 30 s, as the host would give up.

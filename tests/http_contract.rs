@@ -10,24 +10,12 @@ use async_request_reply::domain::Status;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::app::{record, Backend, TestApp};
+use support::eventually;
 use support::host::{invocation_payload, queue_invocation};
 
 const HOST_MODE: (&str, &str) = ("FUNCTIONS_CUSTOMHANDLER_PORT", "0");
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name(super::Backend::Memory).await } )*
-        }
-        mod azurite {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name(super::Backend::Azurite).await } )*
-        }
-    };
-}
-
-contract!(
+support::contract!(
     root_answers_for_the_readiness_probe,
     submit_then_poll_then_fetch_the_result,
     routes_and_query_are_case_insensitive,
@@ -122,9 +110,9 @@ async fn submit_then_poll_then_fetch_the_result(backend: Backend) {
     assert_eq!(result["extra"], json!([1, 2]));
     assert_eq!(result["RequestGUID"], id);
     assert!(result["ProcessedAt"].is_string());
-    if backend == Backend::Azurite {
+    if let Some(names) = &app.names {
         assert!(
-            result_url.contains(&format!("/data/{id}.blobdata?")),
+            result_url.contains(&format!("/{}/{id}.blobdata?", names.results)),
             "{result_url}"
         );
         assert!(
@@ -685,36 +673,31 @@ async fn standalone_gives_up_through_the_poison_queue(backend: Backend) {
     .await;
     assert_eq!(p["error"]["code"], "RetriesExhausted");
     // The worker's poison loop takes the dead-lettered message and keeps its copy.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let copies = poison_copies(&app).await;
-        if let Some(c) = copies.first() {
-            assert_eq!(copies.len(), 1);
-            assert_eq!(c.status, Some(Status::Failed));
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no poison copy after 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let copies = eventually(
+        "a poison copy",
+        Duration::from_millis(50),
+        Duration::from_secs(30),
+        async || Some(poison_copies(&app).await).filter(|c| !c.is_empty()),
+    )
+    .await;
+    assert_eq!(copies.len(), 1);
+    assert_eq!(copies[0].status, Some(Status::Failed));
     // And deletes it (a message this look happens to receive comes back after a second, and
     // the loop handles it again, finding its copy kept).
     let poison = app.storage.queue.poison().expect("a poison queue");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !poison
-        .receive(32, Duration::from_secs(1))
-        .await
-        .unwrap()
-        .is_empty()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the poison queue is not drained"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the poison queue's draining",
+        Duration::from_millis(50),
+        Duration::from_secs(30),
+        async || {
+            poison
+                .receive(32, Duration::from_secs(1))
+                .await
+                .unwrap()
+                .is_empty()
+        },
+    )
+    .await;
 }
 
 async fn cancel_through_the_guidelines_action(backend: Backend) {
@@ -897,20 +880,17 @@ async fn operations_expire_after_retention(backend: Backend) {
     .unwrap();
     assert_eq!(expires - created, time::Duration::seconds(1));
     // Bounded poll: the id must answer 404 soon after its retention.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = app.client.get(&location).send().await.unwrap();
-        if r.status() == StatusCode::NOT_FOUND {
-            assert_problem(r, 404, "operation-not-found").await;
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "still {} after retention",
-            r.status()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let r = eventually(
+        "a 404 after retention",
+        Duration::from_millis(100),
+        Duration::from_secs(10),
+        async || {
+            let r = app.client.get(&location).send().await.unwrap();
+            (r.status() == StatusCode::NOT_FOUND).then_some(r)
+        },
+    )
+    .await;
+    assert_problem(r, 404, "operation-not-found").await;
 }
 
 async fn unknown_routes_and_methods_are_problems(backend: Backend) {

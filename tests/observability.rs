@@ -12,15 +12,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::app::client;
-use support::host::free_port;
+use support::free_port;
+use support::host::{handler_command, wait_ready};
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_carry_the_operation_id_and_the_trace() {
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_handler"))
-        .env_clear()
+    let mut child = handler_command()
         .env("PORT", port.to_string())
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
@@ -30,11 +30,7 @@ async fn json_logs_carry_the_operation_id_and_the_trace() {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let http = client();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while http.get(format!("{base}/")).send().await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "no answer on GET /");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_ready(&base).await;
     let r = http
         .post(format!("{base}/api/AsyncProcessingWorkAcceptor"))
         .header("traceparent", TRACEPARENT)
@@ -268,8 +264,7 @@ struct Piped {
 impl Piped {
     fn start(env: &[(&str, &str)]) -> Piped {
         let port = free_port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_handler"))
-            .env_clear()
+        let mut child = handler_command()
             .env("PORT", port.to_string())
             .envs(env.iter().copied())
             .stdout(Stdio::piped())

@@ -6,68 +6,46 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_request_reply::adapters::azure::{self, AzureSettings, StorageConnection};
+use async_request_reply::adapters::azure;
 use async_request_reply::domain::ports::{Delivery, PutOutcome, StoreError, Stores, WorkQueue};
 use base64::Engine;
 use bytes::Bytes;
 use futures::StreamExt;
-use support::azurite::Azurite;
+use support::app::Backend;
+use support::azurite::{Azurite, Names, KEY};
+use support::eventually;
 
-struct Backend {
+/// A backend's storage, with what keeps it alive and names it (Azurite only).
+struct Store {
+    /// The request side's stores: the adapters over the transport that holds calls back (the
+    /// work side's are the same adapters over the plain client).
     storage: Stores,
-    _azurite: Option<Azurite>,
+    azurite: Option<(Azurite, Names)>,
 }
 
-fn settings(conn: &str, timeout_ms: u64, retries: u32) -> AzureSettings {
-    AzureSettings {
-        connection: StorageConnection::parse(conn).unwrap(),
-        queue_name: "outqueue".into(),
-        results_container: "data".into(),
-        records_container: "operations".into(),
-        request_timeout: Duration::from_millis(timeout_ms),
-        max_retries: retries,
-        max_concurrent_calls: 32,
-    }
-}
-
-/// The request side's stores: the adapters over the transport that holds calls back (the
-/// work side's are the same adapters over the plain client).
-async fn azure_storage(azurite: &Azurite) -> Stores {
-    azure::connect(&settings(&azurite.connection_string(), 3000, 2))
-        .await
-        .expect("Azurite is reachable")
-        .requests
-}
-
-async fn backend(azure: bool) -> Backend {
-    if azure {
-        let azurite = Azurite::start();
-        Backend {
-            storage: azure_storage(&azurite).await,
-            _azurite: Some(azurite),
-        }
-    } else {
-        Backend {
+/// The storage of `backend`: in memory, or this test's own queue and containers on the run's
+/// shared Azurite.
+async fn store(backend: Backend) -> Store {
+    match backend {
+        Backend::Memory => Store {
             storage: async_request_reply::adapters::memory::storage().requests,
-            _azurite: None,
+            azurite: None,
+        },
+        Backend::Azurite => {
+            let azurite = Azurite::shared();
+            let names = Names::unique();
+            let s = azure::connect(&names.azure_settings(&azurite, 3000, 2))
+                .await
+                .expect("Azurite is reachable");
+            Store {
+                storage: s.requests,
+                azurite: Some((azurite, names)),
+            }
         }
     }
 }
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name(super::backend(false).await).await } )*
-        }
-        mod azurite {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name(super::backend(true).await).await } )*
-        }
-    };
-}
-
-contract!(
+support::contract!(with store;
     records_are_created_once_and_swapped_by_etag,
     records_list_by_prefix_and_age,
     results_are_written_once_and_streamed_exactly,
@@ -76,7 +54,7 @@ contract!(
     queue_delete_and_dead_letter,
 );
 
-async fn records_are_created_once_and_swapped_by_etag(b: Backend) {
+async fn records_are_created_once_and_swapped_by_etag(b: Store) {
     let r = &b.storage.records;
     assert_eq!(r.get("operations/a").await.unwrap(), None);
     let e1 = r
@@ -116,7 +94,7 @@ async fn records_are_created_once_and_swapped_by_etag(b: Backend) {
     );
 }
 
-async fn records_list_by_prefix_and_age(b: Backend) {
+async fn records_list_by_prefix_and_age(b: Store) {
     let r = &b.storage.records;
     for k in ["operations/1", "operations/2", "idempotency/x"] {
         r.insert(k, Bytes::from_static(b"{}")).await.unwrap();
@@ -139,7 +117,7 @@ async fn records_list_by_prefix_and_age(b: Backend) {
         .is_empty());
 }
 
-async fn read_all(b: &Backend, name: &str) -> (String, u64, Vec<u8>) {
+async fn read_all(b: &Store, name: &str) -> (String, u64, Vec<u8>) {
     let body = b
         .storage
         .results
@@ -155,7 +133,7 @@ async fn read_all(b: &Backend, name: &str) -> (String, u64, Vec<u8>) {
     (body.content_type, body.content_length, bytes)
 }
 
-async fn results_are_written_once_and_streamed_exactly(b: Backend) {
+async fn results_are_written_once_and_streamed_exactly(b: Store) {
     let res = &b.storage.results;
     assert!(res.open("missing.blobdata").await.unwrap().is_none());
     let first = res
@@ -208,18 +186,18 @@ async fn results_are_written_once_and_streamed_exactly(b: Backend) {
 /// Receives (hiding for 30 s) as soon as anything is visible again; polls every 100 ms for at
 /// most 10 s, then fails naming `what`.
 async fn receive_once_back(q: &dyn WorkQueue, what: &str) -> Vec<Delivery> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = q.receive(32, Duration::from_secs(30)).await.unwrap();
-        if !got.is_empty() {
-            return got;
-        }
-        assert!(Instant::now() < deadline, "{what} never came back");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        format_args!("{what} coming back"),
+        Duration::from_millis(100),
+        Duration::from_secs(10),
+        async || {
+            Some(q.receive(32, Duration::from_secs(30)).await.unwrap()).filter(|g| !g.is_empty())
+        },
+    )
+    .await
 }
 
-async fn queue_hides_received_messages_until_the_timeout(b: Backend) {
+async fn queue_hides_received_messages_until_the_timeout(b: Store) {
     let q = &b.storage.queue;
     q.send("{\"n\":1}").await.unwrap();
     let got = q.receive(32, Duration::from_secs(1)).await.unwrap();
@@ -242,7 +220,7 @@ async fn queue_hides_received_messages_until_the_timeout(b: Backend) {
     q.delete(&again[0].receipt).await.unwrap();
 }
 
-async fn queue_extend_keeps_a_message_hidden_and_renews_its_receipt(b: Backend) {
+async fn queue_extend_keeps_a_message_hidden_and_renews_its_receipt(b: Store) {
     let q = &b.storage.queue;
     q.send("{\"n\":\"kept\"}").await.unwrap();
     q.send("{\"n\":\"witness\"}").await.unwrap();
@@ -279,7 +257,7 @@ async fn queue_extend_keeps_a_message_hidden_and_renews_its_receipt(b: Backend) 
         .is_empty());
 }
 
-async fn queue_delete_and_dead_letter(b: Backend) {
+async fn queue_delete_and_dead_letter(b: Store) {
     let q = &b.storage.queue;
     for i in 0..3 {
         q.send(&format!("{{\"n\":{i}}}")).await.unwrap();
@@ -308,7 +286,7 @@ fn http() -> reqwest::Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sas_links_read_one_blob_and_refuse_tampering_and_expiry() {
-    let b = backend(true).await;
+    let b = store(Backend::Azurite).await;
     let res = &b.storage.results;
     res.put_if_absent(
         "r.blobdata",
@@ -383,30 +361,15 @@ async fn sas_links_read_one_blob_and_refuse_tampering_and_expiry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_text_is_base64_on_the_wire() {
-    use azure_storage::{CloudLocation, StorageCredentials};
-    use azure_storage_queues::QueueServiceClientBuilder;
-    let b = backend(true).await;
-    let azurite = b._azurite.as_ref().unwrap();
+    let b = store(Backend::Azurite).await;
+    let (azurite, names) = b.azurite.as_ref().unwrap();
     b.storage.queue.send("{\"hello\":\"wörld\"}").await.unwrap();
-    let raw = QueueServiceClientBuilder::with_location(
-        CloudLocation::Custom {
-            account: support::azurite::ACCOUNT.into(),
-            uri: format!(
-                "http://127.0.0.1:{}/{}",
-                azurite.queue_port,
-                support::azurite::ACCOUNT
-            ),
-        },
-        StorageCredentials::access_key(
-            support::azurite::ACCOUNT,
-            support::azurite::KEY.to_string(),
-        ),
-    )
-    .build()
-    .queue_client("outqueue")
-    .peek_messages()
-    .await
-    .unwrap();
+    let raw = azurite
+        .queue_service()
+        .queue_client(&names.queue)
+        .peek_messages()
+        .await
+        .unwrap();
     let text = &raw.messages[0].message_text;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(text)
@@ -416,8 +379,9 @@ async fn queue_text_is_base64_on_the_wire() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_storage_answers_unavailable_within_bounds() {
+    // Stopped below: its own Azurite, not the shared one.
     let mut azurite = Azurite::start();
-    let s = azure::connect(&settings(&azurite.connection_string(), 500, 1))
+    let s = azure::connect(&Names::unique().azure_settings(&azurite, 500, 1))
         .await
         .unwrap()
         .requests;
@@ -433,13 +397,14 @@ async fn a_dead_storage_answers_unavailable_within_bounds() {
         started.elapsed()
     );
     // Nothing secret in what the error says.
-    assert!(!format!("{e} {e:?}").contains(support::azurite::KEY));
+    assert!(!format!("{e} {e:?}").contains(KEY));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_creates_what_is_missing_and_is_idempotent() {
-    let azurite = Azurite::start();
-    let s = settings(&azurite.connection_string(), 3000, 2);
+    // Fresh names on the shared Azurite: nothing exists yet.
+    let azurite = Azurite::shared();
+    let s = Names::unique().azure_settings(&azurite, 3000, 2);
     let first = azure::connect(&s).await.unwrap().requests;
     let second: Arc<_> = Arc::new(azure::connect(&s).await.unwrap().work);
     first.queue.send("{}").await.unwrap();

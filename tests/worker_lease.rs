@@ -26,7 +26,11 @@ use async_request_reply::domain::SubmitRequest;
 use async_request_reply::domain::{OperationId, Service, ServiceSettings, Status};
 use async_request_reply::edges::worker::{self, WorkerSettings};
 
+use support::eventually;
 use support::work::GatedWork;
+
+/// How often the tests look again at what the worker did.
+const POLL: Duration = Duration::from_millis(20);
 
 /// A queue that counts what the worker does with it.
 #[derive(Default)]
@@ -106,18 +110,6 @@ async fn submit_one(service: &Service) -> OperationId {
         .id
 }
 
-/// Polls `done` every 20 ms for at most `within`.
-async fn until(what: &str, within: Duration, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_outlasting_the_visibility_timeout_keeps_its_message_hidden() {
     let queue = Arc::new(CountingQueue::default());
@@ -139,9 +131,12 @@ async fn work_outlasting_the_visibility_timeout_keeps_its_message_hidden() {
     let received_at = Instant::now();
 
     // Three renewals, half a timeout apart, take the work well past the first timeout.
-    until("three renewals", Duration::from_secs(10), || {
-        queue.extended.load(Ordering::SeqCst) >= 3
-    })
+    eventually(
+        "three renewals",
+        POLL,
+        Duration::from_secs(10),
+        async || queue.extended.load(Ordering::SeqCst) >= 3,
+    )
     .await;
     assert!(received_at.elapsed() > visibility);
     assert!(
@@ -156,9 +151,12 @@ async fn work_outlasting_the_visibility_timeout_keeps_its_message_hidden() {
     assert_eq!(queue.delivered.load(Ordering::SeqCst), 1);
 
     work.go.notify_one();
-    until("the message's deletion", Duration::from_secs(10), || {
-        queue.deleted.load(Ordering::SeqCst) == 1
-    })
+    eventually(
+        "the message's deletion",
+        POLL,
+        Duration::from_secs(10),
+        async || queue.deleted.load(Ordering::SeqCst) == 1,
+    )
     .await;
     assert_eq!(service.get(id).await.unwrap().status, Status::Succeeded);
     assert_eq!(queue.delivered.load(Ordering::SeqCst), 1);
@@ -210,15 +208,13 @@ async fn a_message_past_its_allowed_deliveries_goes_to_poison_unprocessed() {
     };
     let stop = CancellationToken::new();
     let running = tokio::spawn(worker::run(service.clone(), settings, stop.clone()));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let failed = loop {
-        let op = service.get(id).await.unwrap();
-        if op.status.is_terminal() {
-            break op;
-        }
-        assert!(Instant::now() < deadline, "still {} after 10 s", op.status);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let failed = eventually(
+        "the operation's end",
+        POLL,
+        Duration::from_secs(10),
+        async || Some(service.get(id).await.unwrap()).filter(|op| op.status.is_terminal()),
+    )
+    .await;
     assert_eq!(failed.status, Status::Failed);
     assert_eq!(failed.error.unwrap().code, "RetriesExhausted");
     assert_eq!(
@@ -227,10 +223,11 @@ async fn a_message_past_its_allowed_deliveries_goes_to_poison_unprocessed() {
         "the work was not run again"
     );
     assert_eq!(queue.len(), 0, "gone from the work queue");
-    until(
+    eventually(
         "the poison message's deletion",
+        POLL,
         Duration::from_secs(10),
-        || queue.poison_messages().is_empty(),
+        async || queue.poison_messages().is_empty(),
     )
     .await;
     let copies = service.poison_copies().await.unwrap();

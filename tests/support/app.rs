@@ -12,7 +12,8 @@ use async_request_reply::domain::ports::Stores;
 use async_request_reply::domain::sample::SampleWork;
 use async_request_reply::domain::work::Work;
 
-use super::azurite::Azurite;
+use super::azurite::{Azurite, Names};
+use super::eventually;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -26,8 +27,10 @@ pub struct TestApp {
     /// The app's stores (the request side's handles), for a test to look at directly.
     pub storage: Stores,
     pub app: Option<RunningApp>,
-    /// Kept alive for the test's duration (Azurite backend only).
+    /// The run's shared Azurite (or this test's own), held for the test (Azurite backend only).
     pub azurite: Option<Azurite>,
+    /// This test's queue and containers on that Azurite (Azurite backend only).
+    pub names: Option<Names>,
 }
 
 /// A client that does not follow redirects (tests look at each 302 themselves).
@@ -45,17 +48,20 @@ impl TestApp {
     pub async fn start(backend: Backend, settings: &[(&str, &str)]) -> TestApp {
         let mut vars: HashMap<String, String> = HashMap::new();
         vars.insert("PORT".into(), "0".into());
-        let azurite = match backend {
+        let (azurite, names) = match backend {
             Backend::Memory => {
                 // Host-mode tests on the memory backend play the host's deliveries themselves;
                 // the handler refuses memory under the host unless asked by name.
                 vars.insert("ALLOW_IN_MEMORY_STORAGE".into(), "true".into());
-                None
+                (None, None)
             }
             Backend::Azurite => {
-                let a = Azurite::start();
-                vars.insert("AzureWebJobsStorage".into(), a.connection_string());
-                Some(a)
+                let a = Azurite::shared();
+                let names = Names::unique();
+                for (k, v) in a.handler_settings(&names) {
+                    vars.insert(k.into(), v);
+                }
+                (Some(a), Some(names))
             }
         };
         for (k, v) in settings {
@@ -78,6 +84,7 @@ impl TestApp {
             storage: storage.requests,
             app: Some(app),
             azurite,
+            names,
         }
     }
 
@@ -97,18 +104,16 @@ impl TestApp {
 
     /// Polls `url` (bounded) until its answer is no longer `202`, and returns that answer.
     pub async fn poll_until_done(&self, url: &str) -> reqwest::Response {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let r = self.client.get(url).send().await.expect("status request");
-            if r.status() != reqwest::StatusCode::ACCEPTED {
-                return r;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "still pending after 30 s: {url}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(
+            format_args!("{url} ending"),
+            Duration::from_millis(20),
+            Duration::from_secs(30),
+            async || {
+                let r = self.client.get(url).send().await.expect("status request");
+                (r.status() != reqwest::StatusCode::ACCEPTED).then_some(r)
+            },
+        )
+        .await
     }
 
     pub async fn stop(&mut self) {

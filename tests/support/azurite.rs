@@ -1,15 +1,28 @@
-//! Azurite, the official Azure Storage emulator, on free loopback ports for one test. It must
-//! be installed (`scripts/install-azurite.sh`, which the test command runs): a test that needs it
-//! fails, never skips, when it is missing or cannot start.
+//! Azurite, the official Azure Storage emulator. Tests that only need *a* storage account share
+//! one instance per run (`Azurite::shared`, which `scripts/test.sh` starts) and keep apart by
+//! their own queue and container names (`Names::unique`); tests that stop, restart or need
+//! persistence start a private one on free ports. It must be installed
+//! (`scripts/install-azurite.sh`, which the test command runs): a test that needs it fails,
+//! never skips, when it is missing or cannot start.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const ACCOUNT: &str = "devstoreaccount1";
-pub const KEY: &str =
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+use async_request_reply::adapters::azure::{AzureSettings, StorageConnection};
+use azure_storage::{CloudLocation, StorageCredentials};
+use azure_storage_blobs::prelude::{BlobServiceClient, ClientBuilder};
+use azure_storage_queues::{QueueServiceClient, QueueServiceClientBuilder};
+
+use super::free_port;
+
+/// The emulator's well-known account and key: the one copy the tests use.
+pub use async_request_reply::adapters::azure::{EMULATOR_ACCOUNT as ACCOUNT, EMULATOR_KEY as KEY};
+
+/// Where `scripts/test.sh` says its shared Azurite listens.
+const SHARED_BLOB_PORT: &str = "AZURITE_SHARED_BLOB_PORT";
+const SHARED_QUEUE_PORT: &str = "AZURITE_SHARED_QUEUE_PORT";
 
 pub struct Azurite {
     pub blob_port: u16,
@@ -17,15 +30,59 @@ pub struct Azurite {
     table_port: u16,
     /// On-disk data when persistent; `None` keeps everything in memory.
     location: Option<PathBuf>,
-    workdir: PathBuf,
+    /// `None` for the run's shared instance, which this process neither started nor stops.
+    workdir: Option<PathBuf>,
     child: Option<Child>,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// A test's own queue and containers, so tests sharing one Azurite never see each other's data.
+#[derive(Debug, Clone)]
+pub struct Names {
+    /// `q-<8 hex>`; its poison queue is `<queue>-poison`.
+    pub queue: String,
+    /// `d-<8 hex>`, for results.
+    pub results: String,
+    /// `o-<8 hex>`, for operation records.
+    pub records: String,
+}
+
+impl Names {
+    pub fn unique() -> Names {
+        let hex = || uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+        Names {
+            queue: format!("q-{}", hex()),
+            results: format!("d-{}", hex()),
+            records: format!("o-{}", hex()),
+        }
+    }
+
+    /// The handler's settings naming them.
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("WORK_QUEUE_NAME", self.queue.clone()),
+            ("RESULT_CONTAINER", self.results.clone()),
+            ("RECORDS_CONTAINER", self.records.clone()),
+        ]
+    }
+
+    /// Adapter settings for these names on `azurite`.
+    pub fn azure_settings(
+        &self,
+        azurite: &Azurite,
+        timeout_ms: u64,
+        retries: u32,
+    ) -> AzureSettings {
+        AzureSettings {
+            connection: StorageConnection::parse(&azurite.connection_string())
+                .expect("a valid connection string"),
+            queue_name: self.queue.clone(),
+            results_container: self.results.clone(),
+            records_container: self.records.clone(),
+            request_timeout: Duration::from_millis(timeout_ms),
+            max_retries: retries,
+            max_concurrent_calls: 32,
+        }
+    }
 }
 
 fn binary() -> PathBuf {
@@ -43,7 +100,30 @@ fn binary() -> PathBuf {
 }
 
 impl Azurite {
-    /// Starts an in-memory Azurite on free ports and waits until it accepts connections.
+    /// The run's shared Azurite when `scripts/test.sh` started one (its ports in
+    /// `AZURITE_SHARED_BLOB_PORT`/`AZURITE_SHARED_QUEUE_PORT`), else a private one for this
+    /// test, so a plain `cargo nextest run` works too. Use with `Names::unique`.
+    pub fn shared() -> Azurite {
+        let port = |name: &str| {
+            std::env::var(name).ok().map(|v| {
+                v.parse::<u16>()
+                    .unwrap_or_else(|_| panic!("{name}={v:?} is not a port"))
+            })
+        };
+        match (port(SHARED_BLOB_PORT), port(SHARED_QUEUE_PORT)) {
+            (Some(blob_port), Some(queue_port)) => Azurite {
+                blob_port,
+                queue_port,
+                table_port: 0,
+                location: None,
+                workdir: None,
+                child: None,
+            },
+            _ => Self::start(),
+        }
+    }
+
+    /// Starts a private in-memory Azurite on free ports and waits until it accepts connections.
     pub fn start() -> Azurite {
         Self::launch(None)
     }
@@ -63,7 +143,7 @@ impl Azurite {
             queue_port: free_port(),
             table_port: free_port(),
             location,
-            workdir,
+            workdir: Some(workdir),
             child: None,
         };
         // A free port can be taken by another process between the probe and Azurite's bind
@@ -101,7 +181,7 @@ impl Azurite {
             .args(["--blobPort", &self.blob_port.to_string()])
             .args(["--queuePort", &self.queue_port.to_string()])
             .args(["--tablePort", &self.table_port.to_string()])
-            .current_dir(&self.workdir)
+            .current_dir(self.workdir.as_ref().expect("a private Azurite"))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         match &self.location {
@@ -142,10 +222,40 @@ impl Azurite {
         )
     }
 
+    /// A plain SDK client for its queue service, as the Functions host reads the queue.
+    pub fn queue_service(&self) -> QueueServiceClient {
+        QueueServiceClientBuilder::with_location(self.location(self.queue_port), credentials())
+            .build()
+    }
+
+    /// A plain SDK client for its blob service.
+    pub fn blob_service(&self) -> BlobServiceClient {
+        ClientBuilder::with_location(self.location(self.blob_port), credentials())
+            .blob_service_client()
+    }
+
+    fn location(&self, port: u16) -> CloudLocation {
+        CloudLocation::Custom {
+            account: ACCOUNT.into(),
+            uri: format!("http://127.0.0.1:{port}/{ACCOUNT}"),
+        }
+    }
+
+    /// The handler's settings for this instance and `names`.
+    pub fn handler_settings(&self, names: &Names) -> Vec<(&'static str, String)> {
+        let mut env = vec![("AzureWebJobsStorage", self.connection_string())];
+        env.extend(names.settings());
+        env
+    }
+
     /// Stops the emulator (an outage); `restart` brings it back on the same ports. SIGTERM
     /// first, so a persistent Azurite flushes its data as a real service would keep it; SIGKILL
     /// only if it has not exited within 10 s.
     pub fn stop(&mut self) {
+        assert!(
+            self.workdir.is_some(),
+            "the shared Azurite cannot be stopped: start a private one (Azurite::start)"
+        );
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill")
                 .arg("-TERM")
@@ -169,10 +279,17 @@ impl Azurite {
     }
 }
 
+fn credentials() -> StorageCredentials {
+    StorageCredentials::access_key(ACCOUNT, KEY.to_string())
+}
+
 impl Drop for Azurite {
     fn drop(&mut self) {
+        let Some(workdir) = self.workdir.clone() else {
+            return; // the shared instance: the test command stops it
+        };
         self.stop();
-        let _ = std::fs::remove_dir_all(&self.workdir);
+        let _ = std::fs::remove_dir_all(&workdir);
         if let Some(dir) = &self.location {
             let _ = std::fs::remove_dir_all(dir);
         }

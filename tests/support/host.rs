@@ -1,9 +1,10 @@
 //! The real `handler` binary, started the way the Functions host starts it: with
 //! `FUNCTIONS_CUSTOMHANDLER_PORT`, probed on `GET /` until it answers.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use super::{eventually, free_port};
 
 pub struct Handler {
     pub child: Child,
@@ -16,12 +17,25 @@ pub struct Handler {
     log: Option<std::path::PathBuf>,
 }
 
-/// A free loopback port (bound, read, released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// The handler binary with an empty environment: a test says every setting it has.
+pub fn handler_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_handler"));
+    cmd.env_clear();
+    cmd
+}
+
+/// Polls `GET {base}/` (bounded) as the host does: a refused connection means "not yet".
+pub async fn wait_ready(base: &str) {
+    let client = reqwest::Client::new();
+    let status = eventually(
+        format_args!("an answer on GET {base}/"),
+        Duration::from_millis(25),
+        Duration::from_secs(30),
+        async || client.get(format!("{base}/")).send().await.ok(),
+    )
+    .await
+    .status();
+    assert!(status.is_success(), "GET / answered {status}");
 }
 
 impl Handler {
@@ -69,8 +83,8 @@ impl Handler {
         env: &Vec<(String, String)>,
         log: Option<&std::path::Path>,
     ) -> Child {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_handler"));
-        cmd.env_clear().env("RUST_LOG", "info");
+        let mut cmd = handler_command();
+        cmd.env("RUST_LOG", "info");
         if standalone {
             cmd.env("PORT", port.to_string());
         } else {
@@ -99,19 +113,7 @@ impl Handler {
 
     /// Polls `GET /` (bounded) as the host does: a refused connection means "not yet".
     pub async fn wait_ready(&self) {
-        let client = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = client.get(format!("{}/", self.base)).send().await {
-                assert!(r.status().is_success(), "GET / answered {}", r.status());
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the handler did not answer GET / within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        wait_ready(&self.base).await
     }
 
     /// `kill -9`: no chance to clean up, as in a crashed or evicted instance.
