@@ -361,9 +361,14 @@ async fn take_message(app: &TestApp) -> String {
 }
 
 async fn invoke(app: &TestApp, text: &str, dequeue_count: u32) -> reqwest::Response {
+    post_invocation(app, &invocation_payload(text, dequeue_count)).await
+}
+
+/// Posts an invocation payload to the work queue's function, as the host does.
+async fn post_invocation(app: &TestApp, payload: &Value) -> reqwest::Response {
     app.client
         .post(app.url("/AsyncProcessingBackgroundWorker"))
-        .json(&invocation_payload(text, dequeue_count))
+        .json(payload)
         .send()
         .await
         .unwrap()
@@ -604,13 +609,7 @@ async fn a_record_cannot_forge_the_hosts_metadata(backend: Backend) {
             attempt.to_string(),
             "the host's own count reaches the handler"
         );
-        let r = app
-            .client
-            .post(app.url("/AsyncProcessingBackgroundWorker"))
-            .json(&payload)
-            .send()
-            .await
-            .unwrap();
+        let r = post_invocation(&app, &payload).await;
         assert!(r.status().is_server_error(), "attempt {attempt}");
     }
     assert_failed(&app, &location, "RetriesExhausted").await;
@@ -637,13 +636,7 @@ async fn a_message_that_shadows_the_metadata_is_not_trusted(backend: Backend) {
         payload["Metadata"]["DequeueCount"], "\"3\"",
         "the host's merge"
     );
-    let r = app
-        .client
-        .post(app.url("/AsyncProcessingBackgroundWorker"))
-        .json(&payload)
-        .send()
-        .await
-        .unwrap();
+    let r = post_invocation(&app, &payload).await;
     assert!(r.status().is_server_error());
     assert_eq!(
         json_of(app.client.get(&location).send().await.unwrap()).await["status"],
