@@ -6,7 +6,7 @@ mod support;
 
 use std::path::Path;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use support::app::{Backend, TestApp};
 
 fn function_json(name: &str) -> Value {
@@ -165,28 +165,22 @@ async fn every_declared_route_and_method_is_served() {
             );
         }
     }
-    let r = app
-        .client
-        .post(app.url("/AsyncProcessingBackgroundWorker"))
-        .json(&support::host::invocation_payload("{}", 1))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.status(),
-        200,
-        "the queue trigger's invocation route is served under the host"
-    );
-    let r = app
-        .client
-        .post(app.url("/AsyncProcessingPoisonWorker"))
-        .json(&json!({"Data": {"poisonQueueItem": "\"{}\""}, "Metadata": {}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.status(),
-        200,
-        "the poison queue trigger's invocation route is served under the host"
-    );
+    // The queue triggers' invocation routes, each with the payload the host would post.
+    for (function, binding) in [
+        ("AsyncProcessingBackgroundWorker", "myQueueItem"),
+        ("AsyncProcessingPoisonWorker", "poisonQueueItem"),
+    ] {
+        let r = app
+            .client
+            .post(app.url(&format!("/{function}")))
+            .json(&support::host::queue_invocation(function, binding, "{}", 1))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            200,
+            "{function}'s invocation route is served under the host"
+        );
+    }
 }
