@@ -57,7 +57,7 @@ async fn open(config: &StorageConfig, host_mode: bool) -> Result<Storage, Startu
     let failed = |e: &dyn std::fmt::Display| {
         StartupError::Storage(format!(
             "cannot use the storage account that AzureWebJobsStorage names ({}): {e}",
-            settings.connection.blob_endpoint()
+            settings.account.blob_endpoint()
         ))
     };
     let unprepared = azure::build(settings).map_err(|e| failed(&e))?;
@@ -166,7 +166,7 @@ pub async fn start_with(
     }
     let storage_kind = match &config.storage {
         StorageConfig::Memory => "in-memory".to_string(),
-        StorageConfig::Azure(s) => format!("Azure Storage at {}", s.connection.blob_endpoint()),
+        StorageConfig::Azure(s) => format!("Azure Storage at {}", s.account.blob_endpoint()),
     };
     let mode = if host_mode {
         "under the Functions host"

@@ -5,12 +5,13 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+mod storage;
 mod vars;
 
 pub use vars::ConfigError;
 use vars::{invalid, Vars};
 
-use crate::adapters::azure::{AzureSettings, StorageConnection};
+use crate::adapters::azure::{AzureSettings, StorageAuth, MAX_LINK_LIFE};
 use crate::domain::ServiceSettings;
 use crate::edges::http::server::ConnectionLimits;
 use crate::edges::worker::WorkerSettings;
@@ -97,11 +98,14 @@ impl Config {
             Duration::from_millis(v.number("STORAGE_TIMEOUT_MS", 3000, 100, 120_000)?);
         let max_retries = v.number("STORAGE_MAX_RETRIES", 2, 0, 10)? as u32;
         let max_concurrent_calls = v.number("STORAGE_MAX_CONCURRENT_CALLS", 32, 1, 4096)? as usize;
-        let storage = match v.get("AzureWebJobsStorage") {
+        let sas_expiry = v.number("SAS_EXPIRY_SECONDS", 600, 1, 7 * 24 * 3600)?;
+        let extra_roots = storage::extra_roots(&v)?;
+        let storage = match storage::account(&v)? {
             None => memory_allowed(&v, &mode)?,
-            Some(conn) => StorageConfig::Azure(AzureSettings {
-                connection: StorageConnection::parse(conn)
-                    .map_err(|e| invalid("AzureWebJobsStorage", e.to_string()))?,
+            Some(account) => StorageConfig::Azure(AzureSettings {
+                link_life: link_life(&account, sas_expiry)?,
+                account,
+                extra_roots,
                 queue_name,
                 results_container,
                 records_container,
@@ -124,7 +128,6 @@ impl Config {
                 ))
             }
         };
-        let sas_expiry = v.number("SAS_EXPIRY_SECONDS", 600, 1, 7 * 24 * 3600)?;
         let service = ServiceSettings {
             retention: Duration::from_secs(v.number(
                 "RETENTION_SECONDS",
@@ -222,23 +225,31 @@ impl Config {
 /// The setting that opts into in-memory storage under the Functions host (tests and demos).
 pub const IN_MEMORY_UNDER_HOST: &str = "ALLOW_IN_MEMORY_STORAGE";
 
-/// Without `AzureWebJobsStorage`, storage is in memory, but only where that cannot be a
-/// mistake: standalone, or under the host when asked for by name. Under the host, work kept in
-/// memory is never delivered (the host reads the queue in storage), and identity-based
-/// connection settings without a connection string mean a storage account this build cannot use
-/// yet; either way starting would accept work that never runs.
-fn memory_allowed(v: &Vars, mode: &Mode) -> Result<StorageConfig, ConfigError> {
-    if let Some(name) = v
-        .names_with_prefix("AzureWebJobsStorage__")
-        .into_iter()
-        .next()
-    {
+/// How long result links live (`SAS_EXPIRY_SECONDS`). A user-delegation key lives at most
+/// seven days and must outlive every link it signs with room to be renewed, so links signed by
+/// identity are limited to [`MAX_LINK_LIFE`].
+fn link_life(
+    account: &crate::adapters::azure::StorageAccount,
+    sas_expiry: u64,
+) -> Result<Duration, ConfigError> {
+    let life = Duration::from_secs(sas_expiry);
+    if matches!(account.auth(), StorageAuth::Identity(_)) && life > MAX_LINK_LIFE {
         return Err(invalid(
-            &name,
-            "identity-based storage connections (AzureWebJobsStorage__*) are not supported by \
-             this build; set AzureWebJobsStorage to a connection string instead",
+            "SAS_EXPIRY_SECONDS",
+            format!(
+                "{sas_expiry} is longer than a user-delegation link can live here (at most {} with identity-based storage)",
+                MAX_LINK_LIFE.as_secs()
+            ),
         ));
     }
+    Ok(life)
+}
+
+/// Without a storage account, storage is in memory, but only where that cannot be a mistake:
+/// standalone, or under the host when asked for by name. Under the host, work kept in memory
+/// is never delivered (the host reads the queue in storage), so starting would accept work
+/// that never runs.
+fn memory_allowed(v: &Vars, mode: &Mode) -> Result<StorageConfig, ConfigError> {
     if matches!(mode, Mode::FunctionsHost { .. }) && !v.flag(IN_MEMORY_UNDER_HOST, false)? {
         return Err(invalid(
             "AzureWebJobsStorage",
@@ -328,17 +339,6 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(err.setting, IN_MEMORY_UNDER_HOST);
-    }
-
-    #[test]
-    fn identity_settings_alone_are_refused_in_both_modes() {
-        for extra in [&[][..], &[("FUNCTIONS_CUSTOMHANDLER_PORT", "1")][..]] {
-            let mut env = vars(extra);
-            env.insert("AzureWebJobsStorage__accountName".into(), "acct".into());
-            env.insert(IN_MEMORY_UNDER_HOST.into(), "true".into());
-            let err = Config::from_vars(&env).unwrap_err();
-            assert_eq!(err.setting, "AzureWebJobsStorage__accountName", "{err}");
-        }
     }
 
     #[test]

@@ -26,13 +26,12 @@ struct Store {
 /// The storage of `backend`: in memory, or this test's own queue and containers on the run's
 /// shared Azurite.
 async fn store(backend: Backend) -> Store {
-    match backend {
-        Backend::Memory => Store {
+    match backend.azurite() {
+        None => Store {
             storage: async_request_reply::adapters::memory::storage().requests,
             azurite: None,
         },
-        Backend::Azurite => {
-            let azurite = Azurite::shared();
+        Some(azurite) => {
             let names = Names::unique();
             let s = azure::connect(&names.azure_settings(&azurite, 3000, 2))
                 .await
@@ -277,16 +276,22 @@ async fn queue_delete_and_dead_letter(b: Store) {
 
 // ----- Azure Storage only -----
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sas_links_read_one_blob_and_refuse_tampering_and_expiry() {
-    let b = store(Backend::Azurite).await;
+    sas_links(Backend::Azurite).await
+}
+
+/// With identity-based storage the link is a user-delegation SAS (no account key exists), and
+/// Azurite checks its signature just the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_delegation_links_read_one_blob_and_refuse_tampering_and_expiry() {
+    sas_links(Backend::AzuriteIdentity).await
+}
+
+async fn sas_links(backend: Backend) {
+    let b = store(backend).await;
+    let azurite = &b.azurite.as_ref().unwrap().0;
+    let http = || azurite.http();
     let res = &b.storage.results;
     res.put_if_absent(
         "r.blobdata",
@@ -303,7 +308,7 @@ async fn sas_links_read_one_blob_and_refuse_tampering_and_expiry() {
     .await
     .unwrap();
     let expires = time::OffsetDateTime::now_utc() + time::Duration::minutes(10);
-    let url = res.read_link("r.blobdata", expires).unwrap().unwrap();
+    let url = res.read_link("r.blobdata", expires).await.unwrap().unwrap();
     let query = url.split_once('?').unwrap().1;
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
         .into_owned()
@@ -312,11 +317,36 @@ async fn sas_links_read_one_blob_and_refuse_tampering_and_expiry() {
     assert_eq!(get("sp").as_deref(), Some("r"), "read only");
     assert_eq!(get("sr").as_deref(), Some("b"), "this one blob");
     assert!(get("se").is_some() && get("sig").is_some());
-    assert_eq!(
-        get("spr").as_deref(),
-        Some("http,https"),
-        "Azurite is plain http (on Azure: https only)"
-    );
+    if azurite.is_identity() {
+        assert_eq!(get("spr").as_deref(), Some("https"), "storage is https");
+        for k in ["skoid", "sktid", "skt", "ske", "sks", "skv"] {
+            assert!(get(k).is_some(), "a user-delegation SAS has {k}: {url}");
+        }
+        assert_eq!(get("skoid"), Some(azurite.tokens().object_id.clone()));
+        assert_eq!(get("sktid"), Some(azurite.tokens().tenant.clone()));
+        // One delegation key signs many links (not a key request per status read), and one
+        // token served every call so far.
+        let again = res
+            .read_link("other.blobdata", expires)
+            .await
+            .unwrap()
+            .unwrap();
+        let key_of = |u: &str| {
+            form_urlencoded::parse(u.split_once('?').unwrap().1.as_bytes())
+                .filter(|(k, _)| k.starts_with("sk"))
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(key_of(&again), key_of(&url));
+        assert_eq!(azurite.tokens().issued(), 1, "the token is cached");
+    } else {
+        assert_eq!(
+            get("spr").as_deref(),
+            Some("http,https"),
+            "Azurite is plain http (on Azure: https only)"
+        );
+        assert!(get("skoid").is_none(), "an account-key SAS");
+    }
 
     let r = http().get(&url).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -355,7 +385,7 @@ async fn sas_links_read_one_blob_and_refuse_tampering_and_expiry() {
     assert_eq!(http().get(&tampered).send().await.unwrap().status(), 403);
 
     let past = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
-    let expired = res.read_link("r.blobdata", past).unwrap().unwrap();
+    let expired = res.read_link("r.blobdata", past).await.unwrap().unwrap();
     assert_eq!(http().get(&expired).send().await.unwrap().status(), 403);
 }
 

@@ -173,7 +173,7 @@ impl ResultStore for MemoryResultStore {
         }))
     }
 
-    fn read_link(
+    async fn read_link(
         &self,
         _name: &str,
         _expires: OffsetDateTime,

@@ -82,7 +82,12 @@ pub trait ResultStore: Send + Sync + 'static {
     async fn open(&self, name: &str) -> Result<Option<ResultBody>, StoreError>;
     /// A URL that grants read access to this one result until `expires`, or `None` when the
     /// store has no URL of its own (in memory): then the service streams the result itself.
-    fn read_link(&self, name: &str, expires: OffsetDateTime) -> Result<Option<String>, StoreError>;
+    /// Signing may need a key from storage first (a user-delegation key), hence async.
+    async fn read_link(
+        &self,
+        name: &str,
+        expires: OffsetDateTime,
+    ) -> Result<Option<String>, StoreError>;
     /// Removes the result; removing a missing one is not an error.
     async fn delete(&self, name: &str) -> Result<(), StoreError>;
 }

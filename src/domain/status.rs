@@ -77,14 +77,15 @@ impl Service {
 
     /// A short-lived read-only link to the result, or `None` when the store has no links
     /// of its own (then the HTTP edge streams the result itself).
-    pub fn result_link(&self, op: &Operation) -> Result<Option<String>, DomainError> {
+    pub async fn result_link(&self, op: &Operation) -> Result<Option<String>, DomainError> {
         let expiry =
             time::Duration::try_from(self.settings.sas_expiry).unwrap_or(time::Duration::MAX);
         let expires = (self.clock.now() + expiry).min(op.expiration_date_time);
         Ok(self
             .requests
             .results
-            .read_link(&op.id.result_name(), expires)?)
+            .read_link(&op.id.result_name(), expires)
+            .await?)
     }
 
     /// Opens the result of a succeeded operation for streaming.

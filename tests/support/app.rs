@@ -18,7 +18,25 @@ use super::eventually;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Memory,
+    /// Azurite with the account key (a connection string).
     Azurite,
+    /// OAuth Azurite over HTTPS, reached by managed identity: no key in the handler's settings.
+    AzuriteIdentity,
+}
+
+impl Backend {
+    pub fn is_azurite(self) -> bool {
+        self != Backend::Memory
+    }
+
+    /// The Azurite this backend uses (the run's shared one of its kind), if any.
+    pub fn azurite(self) -> Option<Azurite> {
+        match self {
+            Backend::Memory => None,
+            Backend::Azurite => Some(Azurite::shared()),
+            Backend::AzuriteIdentity => Some(Azurite::shared_identity()),
+        }
+    }
 }
 
 pub struct TestApp {
@@ -48,15 +66,14 @@ impl TestApp {
     pub async fn start(backend: Backend, settings: &[(&str, &str)]) -> TestApp {
         let mut vars: HashMap<String, String> = HashMap::new();
         vars.insert("PORT".into(), "0".into());
-        let (azurite, names) = match backend {
-            Backend::Memory => {
+        let (azurite, names) = match backend.azurite() {
+            None => {
                 // Host-mode tests on the memory backend play the host's deliveries themselves;
                 // the handler refuses memory under the host unless asked by name.
                 vars.insert("ALLOW_IN_MEMORY_STORAGE".into(), "true".into());
                 (None, None)
             }
-            Backend::Azurite => {
-                let a = Azurite::shared();
+            Some(a) => {
                 let names = Names::unique();
                 for (k, v) in a.handler_settings(&names) {
                     vars.insert(k.into(), v);

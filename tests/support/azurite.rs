@@ -10,12 +10,18 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use async_request_reply::adapters::azure::{AzureSettings, StorageConnection};
+use std::sync::Arc;
+
+use async_request_reply::adapters::azure::{
+    AzureSettings, CredentialSource, StorageAccount, StorageConnection,
+};
+use azure_core::TransportOptions;
 use azure_storage::{CloudLocation, StorageCredentials};
 use azure_storage_blobs::prelude::{BlobServiceClient, ClientBuilder};
 use azure_storage_queues::{QueueServiceClient, QueueServiceClientBuilder};
 
 use super::free_port;
+use super::identity::TokenServer;
 
 /// The emulator's well-known account and key: the one copy the tests use.
 pub use async_request_reply::adapters::azure::{EMULATOR_ACCOUNT as ACCOUNT, EMULATOR_KEY as KEY};
@@ -23,6 +29,13 @@ pub use async_request_reply::adapters::azure::{EMULATOR_ACCOUNT as ACCOUNT, EMUL
 /// Where `scripts/test.sh` says its shared Azurite listens.
 const SHARED_BLOB_PORT: &str = "AZURITE_SHARED_BLOB_PORT";
 const SHARED_QUEUE_PORT: &str = "AZURITE_SHARED_QUEUE_PORT";
+/// And where its OAuth twin listens, with the CA that signed its certificate.
+const IDENTITY_BLOB_PORT: &str = "AZURITE_IDENTITY_BLOB_PORT";
+const IDENTITY_QUEUE_PORT: &str = "AZURITE_IDENTITY_QUEUE_PORT";
+const IDENTITY_CA: &str = "AZURITE_IDENTITY_CA";
+
+/// How long the tokens of a test's identity endpoint live unless it says otherwise.
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
 pub struct Azurite {
     pub blob_port: u16,
@@ -33,6 +46,15 @@ pub struct Azurite {
     /// `None` for the run's shared instance, which this process neither started nor stops.
     workdir: Option<PathBuf>,
     child: Option<Child>,
+    /// OAuth over HTTPS (`--oauth basic`): the test CA, and this test's identity endpoint.
+    identity: Option<Identity>,
+}
+
+struct Identity {
+    /// The CA that signed Azurite's certificate (`ca.pem`; `leaf.pem`/`leaf.key` beside it when
+    /// this test started its own Azurite).
+    ca: PathBuf,
+    tokens: TokenServer,
 }
 
 /// A test's own queue and containers, so tests sharing one Azurite never see each other's data.
@@ -72,9 +94,31 @@ impl Names {
         timeout_ms: u64,
         retries: u32,
     ) -> AzureSettings {
+        let (account, extra_roots) = match &azurite.identity {
+            None => (
+                StorageConnection::parse(&azurite.connection_string())
+                    .expect("a valid connection string")
+                    .into(),
+                Vec::new(),
+            ),
+            Some(id) => (
+                StorageAccount::with_identity(
+                    ACCOUNT.into(),
+                    azurite.blob_endpoint(),
+                    azurite.queue_endpoint(),
+                    CredentialSource::ManagedIdentity {
+                        endpoint: id.tokens.endpoint(),
+                        header: azure_core::auth::Secret::new(id.tokens.header().to_string()),
+                        client_id: None,
+                    },
+                ),
+                vec![azurite.ca_certificate()],
+            ),
+        };
         AzureSettings {
-            connection: StorageConnection::parse(&azurite.connection_string())
-                .expect("a valid connection string"),
+            account,
+            extra_roots,
+            link_life: Duration::from_secs(600),
             queue_name: self.queue.clone(),
             results_container: self.results.clone(),
             records_container: self.records.clone(),
@@ -118,26 +162,76 @@ impl Azurite {
                 location: None,
                 workdir: None,
                 child: None,
+                identity: None,
             },
             _ => Self::start(),
         }
     }
 
+    /// The run's shared OAuth Azurite over HTTPS (`AZURITE_IDENTITY_*`), else a private one,
+    /// with an identity endpoint of this test's own whose tokens it accepts.
+    pub fn shared_identity() -> Azurite {
+        let port = |name: &str| {
+            std::env::var(name).ok().map(|v| {
+                v.parse::<u16>()
+                    .unwrap_or_else(|_| panic!("{name}={v:?} is not a port"))
+            })
+        };
+        match (
+            port(IDENTITY_BLOB_PORT),
+            port(IDENTITY_QUEUE_PORT),
+            std::env::var_os(IDENTITY_CA),
+        ) {
+            (Some(blob_port), Some(queue_port), Some(ca)) => Azurite {
+                blob_port,
+                queue_port,
+                table_port: 0,
+                location: None,
+                workdir: None,
+                child: None,
+                identity: Some(Identity {
+                    ca: PathBuf::from(ca),
+                    tokens: TokenServer::start(TOKEN_LIFETIME),
+                }),
+            },
+            _ => Self::start_identity(),
+        }
+    }
+
+    /// Starts a private OAuth Azurite over HTTPS, with a fresh test CA.
+    pub fn start_identity() -> Azurite {
+        Self::launch(None, true)
+    }
+
     /// Starts a private in-memory Azurite on free ports and waits until it accepts connections.
     pub fn start() -> Azurite {
-        Self::launch(None)
+        Self::launch(None, false)
     }
 
     /// Starts an Azurite that keeps its data on disk, so it survives `stop` and `restart`.
     pub fn start_persistent() -> Azurite {
         let dir = std::env::temp_dir().join(format!("azurite-data-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("a data folder");
-        Self::launch(Some(dir))
+        Self::launch(Some(dir), false)
     }
 
-    fn launch(location: Option<PathBuf>) -> Azurite {
+    fn launch(location: Option<PathBuf>, identity: bool) -> Azurite {
         let workdir = std::env::temp_dir().join(format!("azurite-work-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&workdir).expect("a work folder");
+        let identity = identity.then(|| {
+            let certs = workdir.join("certs");
+            let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/make-test-ca.sh");
+            let status = Command::new("bash")
+                .arg(script)
+                .arg(&certs)
+                .status()
+                .expect("bash runs");
+            assert!(status.success(), "scripts/make-test-ca.sh failed");
+            Identity {
+                ca: certs.join("ca.pem"),
+                tokens: TokenServer::start(TOKEN_LIFETIME),
+            }
+        });
         let mut a = Azurite {
             blob_port: free_port(),
             queue_port: free_port(),
@@ -145,6 +239,7 @@ impl Azurite {
             location,
             workdir: Some(workdir),
             child: None,
+            identity,
         };
         // A free port can be taken by another process between the probe and Azurite's bind
         // (tests run in parallel): on an early exit, try again on fresh ports.
@@ -184,6 +279,13 @@ impl Azurite {
             .current_dir(self.workdir.as_ref().expect("a private Azurite"))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
+        if let Some(id) = &self.identity {
+            let certs = id.ca.parent().expect("the CA's folder");
+            cmd.args(["--oauth", "basic", "--cert"])
+                .arg(certs.join("leaf.pem"))
+                .arg("--key")
+                .arg(certs.join("leaf.key"));
+        }
         match &self.location {
             Some(dir) => {
                 cmd.arg("--location").arg(dir);
@@ -213,37 +315,117 @@ impl Azurite {
         Ok(())
     }
 
-    /// A connection string with explicit endpoints on this instance's ports.
+    fn scheme(&self) -> &'static str {
+        if self.identity.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    pub fn blob_endpoint(&self) -> String {
+        format!("{}://127.0.0.1:{}/{ACCOUNT}", self.scheme(), self.blob_port)
+    }
+
+    pub fn queue_endpoint(&self) -> String {
+        format!(
+            "{}://127.0.0.1:{}/{ACCOUNT}",
+            self.scheme(),
+            self.queue_port
+        )
+    }
+
+    /// A connection string with explicit endpoints on this instance's ports (the tests' own
+    /// look at storage uses the key even on the OAuth instance; the handler there never does).
     pub fn connection_string(&self) -> String {
         format!(
-            "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};\
-             BlobEndpoint=http://127.0.0.1:{}/{ACCOUNT};QueueEndpoint=http://127.0.0.1:{}/{ACCOUNT}",
-            self.blob_port, self.queue_port
+            "DefaultEndpointsProtocol={};AccountName={ACCOUNT};AccountKey={KEY};\
+             BlobEndpoint={};QueueEndpoint={}",
+            self.scheme(),
+            self.blob_endpoint(),
+            self.queue_endpoint()
         )
+    }
+
+    /// Whether this is the OAuth instance, reached by identity.
+    pub fn is_identity(&self) -> bool {
+        self.identity.is_some()
+    }
+
+    /// The identity endpoint of the OAuth instance.
+    pub fn tokens(&self) -> &TokenServer {
+        &self.identity.as_ref().expect("an OAuth Azurite").tokens
+    }
+
+    /// `SSL_CERT_FILE` for the OAuth instance: the CA that signed its certificate.
+    pub fn ca_file(&self) -> Option<&std::path::Path> {
+        self.identity.as_ref().map(|id| id.ca.as_path())
+    }
+
+    fn ca_certificate(&self) -> reqwest::Certificate {
+        let pem = std::fs::read(self.ca_file().expect("an OAuth Azurite")).expect("the test CA");
+        reqwest::Certificate::from_pem(&pem).expect("a PEM certificate")
+    }
+
+    /// An HTTP client that trusts this instance (its test CA on the OAuth instance) and never
+    /// follows redirects.
+    pub fn http(&self) -> reqwest::Client {
+        let mut b = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none());
+        if self.identity.is_some() {
+            b = b.add_root_certificate(self.ca_certificate());
+        }
+        b.build().expect("a reqwest client")
     }
 
     /// A plain SDK client for its queue service, as the Functions host reads the queue.
     pub fn queue_service(&self) -> QueueServiceClient {
-        QueueServiceClientBuilder::with_location(self.location(self.queue_port), credentials())
-            .build()
+        QueueServiceClientBuilder::with_location(
+            self.location(self.queue_endpoint()),
+            credentials(),
+        )
+        .transport(self.transport())
+        .build()
     }
 
     /// A plain SDK client for its blob service.
     pub fn blob_service(&self) -> BlobServiceClient {
-        ClientBuilder::with_location(self.location(self.blob_port), credentials())
+        ClientBuilder::with_location(self.location(self.blob_endpoint()), credentials())
+            .transport(self.transport())
             .blob_service_client()
     }
 
-    fn location(&self, port: u16) -> CloudLocation {
+    fn transport(&self) -> TransportOptions {
+        TransportOptions::new(Arc::new(self.http()))
+    }
+
+    fn location(&self, uri: String) -> CloudLocation {
         CloudLocation::Custom {
             account: ACCOUNT.into(),
-            uri: format!("http://127.0.0.1:{port}/{ACCOUNT}"),
+            uri,
         }
     }
 
-    /// The handler's settings for this instance and `names`.
+    /// The handler's settings for this instance and `names`: a connection string, or on the
+    /// OAuth instance identity settings with no key anywhere (the handler's managed identity
+    /// is this test's identity endpoint, and it trusts the test CA through `SSL_CERT_FILE`).
     pub fn handler_settings(&self, names: &Names) -> Vec<(&'static str, String)> {
-        let mut env = vec![("AzureWebJobsStorage", self.connection_string())];
+        let mut env = match &self.identity {
+            None => vec![("AzureWebJobsStorage", self.connection_string())],
+            Some(id) => {
+                let mut env = vec![
+                    ("AzureWebJobsStorage__blobServiceUri", self.blob_endpoint()),
+                    (
+                        "AzureWebJobsStorage__queueServiceUri",
+                        self.queue_endpoint(),
+                    ),
+                    ("SSL_CERT_FILE", id.ca.display().to_string()),
+                ];
+                env.extend(id.tokens.managed_identity_settings());
+                env
+            }
+        };
         env.extend(names.settings());
         env
     }

@@ -7,6 +7,7 @@ pub mod app;
 pub mod azurite;
 pub mod contract;
 pub mod host;
+pub mod identity;
 pub mod poll;
 pub mod work;
 

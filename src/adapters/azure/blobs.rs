@@ -1,6 +1,8 @@
 //! Blob-backed stores: JSON records with create-only and ETag-conditional writes, and write-once
 //! results streamed in chunks and shared through read-only SAS links.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use azure_core::auth::Secret;
 use azure_core::request_options::IfMatchCondition;
@@ -14,7 +16,8 @@ use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use time::OffsetDateTime;
 
-use super::connection::StorageConnection;
+use super::account::{StorageAccount, StorageAuth};
+use super::delegation::DelegationKeys;
 use super::errors::{is_missing_parent, status_of, store_error};
 use crate::domain::ports::{ETag, PutOutcome, RecordStore, ResultBody, ResultStore, StoreError};
 
@@ -205,25 +208,45 @@ impl RecordStore for BlobRecordStore {
     }
 }
 
+/// What signs result links: the account key, or a user-delegation key when storage is reached
+/// by identity.
+pub enum LinkSigner {
+    AccountKey(Secret),
+    UserDelegation(Arc<DelegationKeys>),
+}
+
+impl LinkSigner {
+    /// The signer for `account`; identity-based accounts need their delegation keys.
+    pub fn for_account(account: &StorageAccount, keys: Option<Arc<DelegationKeys>>) -> Self {
+        match (account.auth(), keys) {
+            (_, Some(keys)) => Self::UserDelegation(keys),
+            (StorageAuth::Key(key), None) => Self::AccountKey(key.clone()),
+            (StorageAuth::Identity(_), None) => {
+                unreachable!("identity-based storage is built with its delegation keys")
+            }
+        }
+    }
+}
+
 pub struct BlobResultStore {
     container: ContainerClient,
     account: String,
-    key: Secret,
+    signer: LinkSigner,
     /// Result links are `https` only unless storage itself is plain http (Azurite).
     protocol: SasProtocol,
 }
 
 impl BlobResultStore {
-    pub fn new(container: ContainerClient, conn: &StorageConnection) -> Self {
-        let protocol = if conn.blob_endpoint().starts_with("https://") {
+    pub fn new(container: ContainerClient, account: &StorageAccount, signer: LinkSigner) -> Self {
+        let protocol = if account.blob_endpoint().starts_with("https://") {
             SasProtocol::Https
         } else {
             SasProtocol::HttpHttps
         };
         Self {
             container,
-            account: conn.account().to_string(),
-            key: Secret::new(conn.key().to_string()),
+            account: account.name().to_string(),
+            signer,
             protocol,
         }
     }
@@ -281,7 +304,11 @@ impl ResultStore for BlobResultStore {
         }))
     }
 
-    fn read_link(&self, name: &str, expires: OffsetDateTime) -> Result<Option<String>, StoreError> {
+    async fn read_link(
+        &self,
+        name: &str,
+        expires: OffsetDateTime,
+    ) -> Result<Option<String>, StoreError> {
         let blob = self.container.blob_client(name);
         let resource = format!(
             "/blob/{}/{}/{}",
@@ -293,13 +320,27 @@ impl ResultStore for BlobResultStore {
             read: true,
             ..Default::default()
         };
-        let sas = BlobSharedAccessSignature::new(
-            self.key.clone(),
-            resource,
-            permissions,
-            expires,
-            BlobSignedResource::Blob,
-        )
+        let sas = match &self.signer {
+            LinkSigner::AccountKey(key) => BlobSharedAccessSignature::new(
+                key.clone(),
+                resource,
+                permissions,
+                expires,
+                BlobSignedResource::Blob,
+            ),
+            LinkSigner::UserDelegation(keys) => {
+                let key = keys.key().await?;
+                // The key covers a whole link by construction; never sign past it anyway.
+                let expires = expires.min(key.signed_expiry);
+                BlobSharedAccessSignature::new(
+                    key,
+                    resource,
+                    permissions,
+                    expires,
+                    BlobSignedResource::Blob,
+                )
+            }
+        }
         .protocol(self.protocol);
         let token = sas
             .token()
@@ -329,7 +370,7 @@ mod tests {
     use azure_storage_blobs::prelude::ClientBuilder;
 
     fn store(conn: &str) -> BlobResultStore {
-        let conn = StorageConnection::parse(conn).unwrap();
+        let conn = super::super::connection::StorageConnection::parse(conn).unwrap();
         let container = ClientBuilder::with_location(
             CloudLocation::Custom {
                 account: conn.account().into(),
@@ -338,7 +379,9 @@ mod tests {
             StorageCredentials::access_key(conn.account().to_string(), conn.key().to_string()),
         )
         .container_client("data");
-        BlobResultStore::new(container, &conn)
+        let account = StorageAccount::from(conn);
+        let signer = LinkSigner::for_account(&account, None);
+        BlobResultStore::new(container, &account, signer)
     }
 
     fn query_of(url: &str) -> Vec<(String, String)> {
@@ -346,11 +389,11 @@ mod tests {
         form_urlencoded::parse(q.as_bytes()).into_owned().collect()
     }
 
-    #[test]
-    fn links_on_azure_are_https_only_read_only_and_for_one_blob() {
+    #[tokio::test]
+    async fn links_on_azure_are_https_only_read_only_and_for_one_blob() {
         let s = store("AccountName=acct;AccountKey=c2VjcmV0LWtleQ==");
         let expires = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
-        let url = s.read_link("x.blobdata", expires).unwrap().unwrap();
+        let url = s.read_link("x.blobdata", expires).await.unwrap().unwrap();
         assert!(
             url.starts_with("https://acct.blob.core.windows.net/data/x.blobdata?"),
             "{url}"
@@ -367,11 +410,12 @@ mod tests {
         );
     }
 
-    #[test]
-    fn links_on_plain_http_storage_allow_http() {
+    #[tokio::test]
+    async fn links_on_plain_http_storage_allow_http() {
         let s = store("UseDevelopmentStorage=true");
         let url = s
             .read_link("x.blobdata", OffsetDateTime::now_utc())
+            .await
             .unwrap()
             .unwrap();
         let q = query_of(&url);

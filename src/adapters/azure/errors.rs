@@ -5,7 +5,19 @@
 use azure_core::error::ErrorKind;
 use azure_core::StatusCode;
 
+use super::credential::TokenError;
 use crate::domain::ports::StoreError;
+
+/// The token failure somewhere in `e`'s chain of causes.
+fn token_error_in(e: &azure_core::Error) -> Option<&TokenError> {
+    let mut cause: &(dyn std::error::Error + 'static) = e;
+    loop {
+        if let Some(t) = cause.downcast_ref::<TokenError>() {
+            return Some(t);
+        }
+        cause = cause.source()?;
+    }
+}
 
 /// The HTTP status of a failed storage call, if it got that far.
 pub(super) fn status_of(e: &azure_core::Error) -> Option<StatusCode> {
@@ -47,6 +59,12 @@ pub(super) fn store_error(what: &str, e: &azure_core::Error) -> StoreError {
         ErrorKind::Io | ErrorKind::Other => {
             StoreError::Unavailable(format!("{what}: storage did not answer"))
         }
+        // No token from the identity: an endpoint that did not answer is an outage, a refusal
+        // is not (the message says which, without the token).
+        ErrorKind::Credential => match token_error_in(e) {
+            Some(t) => super::delegation::token_error(what, t),
+            None => StoreError::Fatal(format!("{what}: no storage credential")),
+        },
         _ => StoreError::Fatal(format!("{what}: {}", e.kind())),
     }
 }

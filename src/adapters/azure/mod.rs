@@ -5,8 +5,11 @@
 //! wait for a slot under an adaptive in-flight limit (`transport`), so slow storage gets fewer
 //! calls, not a pile of abandoned ones.
 
+mod account;
 mod blobs;
 mod connection;
+mod credential;
+mod delegation;
 mod errors;
 mod queue;
 mod transport;
@@ -19,14 +22,26 @@ use azure_storage::{CloudLocation, StorageCredentials};
 use azure_storage_blobs::prelude::ClientBuilder;
 use azure_storage_queues::QueueServiceClientBuilder;
 
+pub use account::{StorageAccount, StorageAuth};
 pub use connection::{ConnectionStringError, StorageConnection, EMULATOR_ACCOUNT, EMULATOR_KEY};
+pub use credential::{CredentialSource, STORAGE_RESOURCE};
+pub use delegation::MAX_LINK_LIFE;
+
+use blobs::LinkSigner;
+use credential::CachedCredential;
+use delegation::DelegationKeys;
 
 use crate::domain::ports::{Storage, StoreError, Stores};
 
 /// What the Azure adapters need to know.
 #[derive(Debug, Clone)]
 pub struct AzureSettings {
-    pub connection: StorageConnection,
+    pub account: StorageAccount,
+    /// Certificates trusted beside the built-in roots (`SSL_CERT_FILE`), for storage or an
+    /// identity endpoint behind a private CA.
+    pub extra_roots: Vec<reqwest::Certificate>,
+    /// How long a result link lives: a user-delegation key must outlive it.
+    pub link_life: Duration,
     /// The work queue; the poison queue is `<queue_name>-poison`.
     pub queue_name: String,
     /// Results, as `<uuid>.blobdata`.
@@ -65,6 +80,8 @@ impl Side {
 pub struct Unprepared {
     requests: Side,
     work: Side,
+    /// With identity-based storage: the keys that sign result links.
+    delegation: Option<Arc<DelegationKeys>>,
 }
 
 /// Builds the clients and creates the containers and both queues if they are missing.
@@ -76,28 +93,66 @@ pub async fn connect(settings: &AzureSettings) -> Result<Storage, StoreError> {
 
 /// Builds the clients, without a call to storage.
 pub fn build(settings: &AzureSettings) -> Result<Unprepared, StoreError> {
-    let http = reqwest::Client::builder()
-        .timeout(settings.request_timeout)
-        .connect_timeout(settings.request_timeout.min(Duration::from_secs(2)))
-        .build()
-        .map_err(|e| StoreError::Fatal(format!("cannot build an HTTP client: {e}")))?;
+    let http = http_client(settings, settings.request_timeout)?;
+    // Identity endpoints may take a few seconds for a first token; storage calls may not.
+    let token_http = http_client(settings, settings.request_timeout.max(TOKEN_TIMEOUT))?;
+    let account = &settings.account;
+    let (credentials, delegation) = match account.auth() {
+        StorageAuth::Key(key) => (
+            StorageCredentials::access_key(account.name().to_string(), key.secret().to_string()),
+            None,
+        ),
+        StorageAuth::Identity(source) => {
+            let credential = Arc::new(CachedCredential::new(source.clone(), token_http.clone()));
+            let keys = Arc::new(DelegationKeys::new(
+                Arc::clone(&credential),
+                token_http,
+                account.blob_endpoint(),
+                settings.link_life,
+            ));
+            (StorageCredentials::token_credential(credential), Some(keys))
+        }
+    };
     let limited = TransportOptions::new(Arc::new(transport::LimitedTransport::new(
         http.clone(),
         settings.max_concurrent_calls,
         settings.request_timeout,
     )));
     let plain = TransportOptions::new(Arc::new(http));
+    let link_signer = || LinkSigner::for_account(account, delegation.clone());
     Ok(Unprepared {
-        requests: side(settings, limited),
-        work: side(settings, plain),
+        requests: side(settings, &credentials, link_signer(), limited),
+        work: side(settings, &credentials, link_signer(), plain),
+        delegation,
     })
 }
 
+/// How long a token request may take.
+const TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn http_client(settings: &AzureSettings, timeout: Duration) -> Result<reqwest::Client, StoreError> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(settings.request_timeout.min(Duration::from_secs(2)))
+        // Storage and token endpoints never redirect; a redirect would carry a token elsewhere.
+        .redirect(reqwest::redirect::Policy::none());
+    for root in &settings.extra_roots {
+        builder = builder.add_root_certificate(root.clone());
+    }
+    builder
+        .build()
+        .map_err(|e| StoreError::Fatal(format!("cannot build an HTTP client: {e}")))
+}
+
 /// The three adapters over `transport`.
-fn side(settings: &AzureSettings, transport: TransportOptions) -> Side {
-    let conn = &settings.connection;
-    let credentials =
-        StorageCredentials::access_key(conn.account().to_string(), conn.key().to_string());
+fn side(
+    settings: &AzureSettings,
+    credentials: &StorageCredentials,
+    link_signer: LinkSigner,
+    transport: TransportOptions,
+) -> Side {
+    let conn = &settings.account;
+    let credentials = credentials.clone();
     let retry = RetryOptions::exponential(
         ExponentialRetryOptions::default()
             .max_retries(settings.max_retries)
@@ -107,7 +162,7 @@ fn side(settings: &AzureSettings, transport: TransportOptions) -> Side {
     );
     let blobs = ClientBuilder::with_location(
         CloudLocation::Custom {
-            account: conn.account().to_string(),
+            account: conn.name().to_string(),
             uri: conn.blob_endpoint().to_string(),
         },
         credentials.clone(),
@@ -117,7 +172,7 @@ fn side(settings: &AzureSettings, transport: TransportOptions) -> Side {
     .blob_service_client();
     let queues = QueueServiceClientBuilder::with_location(
         CloudLocation::Custom {
-            account: conn.account().to_string(),
+            account: conn.name().to_string(),
             uri: conn.queue_endpoint().to_string(),
         },
         credentials,
@@ -130,6 +185,7 @@ fn side(settings: &AzureSettings, transport: TransportOptions) -> Side {
         results: blobs::BlobResultStore::new(
             blobs.container_client(&settings.results_container),
             conn,
+            link_signer,
         ),
         queue: queue::StorageQueue::new(
             queues.queue_client(&settings.queue_name),
@@ -144,7 +200,12 @@ impl Unprepared {
     pub async fn prepare(&self) -> Result<(), StoreError> {
         self.requests.records.create_container().await?;
         self.requests.results.create_container().await?;
-        self.requests.queue.create_queues().await
+        self.requests.queue.create_queues().await?;
+        // Result links need a delegation key: a missing role shows now, not at the first 302.
+        if let Some(keys) = &self.delegation {
+            keys.fetch_once().await?;
+        }
+        Ok(())
     }
 
     /// The adapters, to be used whether or not `prepare` finished: each heals a container or

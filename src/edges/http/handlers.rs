@@ -234,6 +234,7 @@ pub async fn status(state: &HttpState, raw_id: &str, raw_query: &str) -> Answer 
                 let link = state
                     .service
                     .result_link(&op)
+                    .await
                     .map_err(|e| domain_problem(state, e))?
                     .unwrap_or_else(|| format!("{}?OnComplete=Stream", op.status_url));
                 let mut r = warp::reply::Response::new(Default::default());
