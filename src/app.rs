@@ -54,9 +54,15 @@ async fn open(config: &StorageConfig, host_mode: bool) -> Result<Storage, Startu
         StorageConfig::Memory => return Ok(memory::storage()),
         StorageConfig::Azure(settings) => settings,
     };
+    let named_by = match settings.account.auth() {
+        azure::StorageAuth::Key(_) => "AzureWebJobsStorage".to_string(),
+        azure::StorageAuth::Identity(source) => {
+            format!("AzureWebJobsStorage__* (by {})", source.describe())
+        }
+    };
     let failed = |e: &dyn std::fmt::Display| {
         StartupError::Storage(format!(
-            "cannot use the storage account that AzureWebJobsStorage names ({}): {e}",
+            "cannot use the storage account that {named_by} names ({}): {e}",
             settings.account.blob_endpoint()
         ))
     };

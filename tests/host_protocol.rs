@@ -9,7 +9,7 @@ use base64::Engine;
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::app::client;
+use support::app::{client, Backend};
 use support::azurite::{Azurite, Names, ACCOUNT, KEY};
 use support::host::{handler_command, invocation_payload, wait_ready, Handler};
 use support::{as_refs, free_port};
@@ -39,12 +39,31 @@ async fn host_reads_the_queue(azurite: &Azurite, names: &Names) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_host_drives_a_request_end_to_end_on_azurite() {
-    let azurite = Azurite::shared();
+    drives_a_request_end_to_end(Backend::Azurite).await
+}
+
+/// The same with identity-based storage on OAuth Azurite: no account key anywhere in the
+/// handler's environment, and the result link a user-delegation SAS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_drives_a_request_end_to_end_by_identity() {
+    drives_a_request_end_to_end(Backend::AzuriteIdentity).await
+}
+
+async fn drives_a_request_end_to_end(backend: Backend) {
+    let azurite = backend.azurite().expect("an Azurite backend");
     let names = Names::unique();
     let mut env = azurite.handler_settings(&names);
     env.push(("WEBSITE_HOSTNAME", "myapp.azurewebsites.net".into()));
+    if azurite.is_identity() {
+        assert!(
+            env.iter().all(|(k, v)| !v.contains(KEY)
+                && !v.contains("AccountKey")
+                && *k != "AzureWebJobsStorage"),
+            "no key in the handler's environment"
+        );
+    }
     let handler = Handler::start(&as_refs(&env)).await;
-    let http = client();
+    let http = azurite.http();
 
     // The host forwards the caller's request as is: path casing, Host header and body.
     let r = http
@@ -105,10 +124,19 @@ async fn the_host_drives_a_request_end_to_end_on_azurite() {
     let sas = r.headers()["location"].to_str().unwrap().to_string();
     assert!(
         sas.starts_with(&format!(
-            "http://127.0.0.1:{}/{ACCOUNT}/{}/{id}.blobdata?",
-            azurite.blob_port, names.results
+            "{}/{}/{id}.blobdata?",
+            azurite.blob_endpoint(),
+            names.results
         )),
         "{sas}"
+    );
+    let user_delegation = ["skoid=", "sktid=", "ske=", "sig="]
+        .iter()
+        .all(|p| sas.contains(p));
+    assert_eq!(
+        user_delegation,
+        azurite.is_identity(),
+        "a user-delegation SAS exactly when storage is reached by identity: {sas}"
     );
     let result = http.get(&sas).send().await.unwrap();
     assert_eq!(result.status(), StatusCode::OK);
@@ -147,7 +175,16 @@ fn tamper_signature(url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_func_start_urls_stay_http_and_the_handler_never_polls() {
-    let azurite = Azurite::shared();
+    urls_stay_http_and_the_handler_never_polls(Backend::Azurite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_func_start_by_identity_the_handler_never_polls() {
+    urls_stay_http_and_the_handler_never_polls(Backend::AzuriteIdentity).await
+}
+
+async fn urls_stay_http_and_the_handler_never_polls(backend: Backend) {
+    let azurite = backend.azurite().expect("an Azurite backend");
     let names = Names::unique();
     let mut env = azurite.handler_settings(&names);
     env.push(("WEBSITE_HOSTNAME", "localhost:7071".into()));
@@ -219,14 +256,17 @@ async fn standalone_binary_serves_the_walkthrough_in_memory() {
 }
 
 /// Under the host, no storage setting is a refusal naming it, never work kept where the host
-/// cannot deliver it; identity-based settings alone are refused by name too.
+/// cannot deliver it; a managed identity asked for where there is none is refused by name too.
 #[test]
 fn under_the_host_missing_storage_stops_startup_naming_the_setting() {
     for (extra, named) in [
-        (None, "AzureWebJobsStorage"),
+        (&[][..], "AzureWebJobsStorage"),
         (
-            Some(("AzureWebJobsStorage__accountName", "myaccount")),
-            "AzureWebJobsStorage__accountName",
+            &[
+                ("AzureWebJobsStorage__accountName", "myaccount"),
+                ("AzureWebJobsStorage__credential", "managedidentity"),
+            ][..],
+            "IDENTITY_ENDPOINT",
         ),
     ] {
         let mut cmd = handler_command();
@@ -234,9 +274,7 @@ fn under_the_host_missing_storage_stops_startup_naming_the_setting() {
             .env("FUNCTIONS_WORKER_RUNTIME", "custom")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
-        if let Some((k, v)) = extra {
-            cmd.env(k, v);
-        }
+        cmd.envs(extra.iter().copied());
         let out = cmd.output().expect("the binary runs");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{stderr}");

@@ -97,7 +97,8 @@ impl TestApp {
             .expect("the app starts");
         TestApp {
             base: format!("http://{}", app.addr),
-            client: client(),
+            // On OAuth Azurite a result link is https under the test CA.
+            client: azurite.as_ref().map_or_else(client, Azurite::http),
             storage: storage.requests,
             app: Some(app),
             azurite,

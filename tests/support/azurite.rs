@@ -371,7 +371,7 @@ impl Azurite {
     /// follows redirects.
     pub fn http(&self) -> reqwest::Client {
         let mut b = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(Duration::from_secs(60))
             .redirect(reqwest::redirect::Policy::none());
         if self.identity.is_some() {
             b = b.add_root_certificate(self.ca_certificate());

@@ -17,6 +17,15 @@ pub enum StorageAuth {
     Identity(CredentialSource),
 }
 
+impl fmt::Debug for StorageAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Key(_) => f.write_str("account key <redacted>"),
+            Self::Identity(source) => f.debug_tuple("Identity").field(source).finish(),
+        }
+    }
+}
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct StorageAccount {
     name: String,
@@ -27,15 +36,12 @@ pub struct StorageAccount {
 
 impl fmt::Debug for StorageAccount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut s = f.debug_struct("StorageAccount");
-        s.field("name", &self.name)
+        f.debug_struct("StorageAccount")
+            .field("name", &self.name)
             .field("blob_endpoint", &self.blob_endpoint)
-            .field("queue_endpoint", &self.queue_endpoint);
-        match &self.auth {
-            StorageAuth::Key(_) => s.field("auth", &"account key <redacted>"),
-            StorageAuth::Identity(source) => s.field("auth", source),
-        };
-        s.finish()
+            .field("queue_endpoint", &self.queue_endpoint)
+            .field("auth", &self.auth)
+            .finish()
     }
 }
 
