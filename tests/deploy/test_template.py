@@ -205,6 +205,8 @@ def test_elastic_premium_is_the_documented_shared_key_exception(template, plan):
     keyed = [k for k, v in settings.items() if "AccountKey" in str(v)]
     assert keyed == ["WEBSITE_CONTENTAZUREFILECONNECTIONSTRING"]
     assert [n for n, _ in evaluation.calls].count("listkeys") == 1
+    deploy_md = (ROOT / "docs" / "deploy.md").read_text()
+    assert "shared-key" in deploy_md and "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING" in deploy_md
 
 
 def test_containers_are_private_and_queues_exist(template):
@@ -470,3 +472,19 @@ def test_application_insights_is_workspace_based(template):
     insights = one_resource(template, "Microsoft.Insights/components")
     assert "WorkspaceResourceId" in insights["properties"]
     one_resource(template, "Microsoft.OperationalInsights/workspaces")
+
+
+def test_docs_describe_the_deployment_the_template_makes(template):
+    readme = (ROOT / "README.md").read_text()
+    deploy_md = (ROOT / "docs" / "deploy.md").read_text()
+    for doc in (readme, deploy_md):
+        # Flex runs custom handlers; the old claim that it cannot must not come back.
+        assert "Flex Consumption does not" not in doc
+        assert "func azure functionapp publish" in doc
+        for setting in ("AzureWebJobsStorage__accountName", "AzureWebJobsStorage__credential",
+                        "AzureWebJobsStorage__clientId"):
+            assert setting in doc, setting
+    # The roles the docs name are the ones the template assigns.
+    for guid in (STORAGE_BLOB_DATA_OWNER, STORAGE_QUEUE_DATA_CONTRIBUTOR):
+        assert guid in deploy_md and guid in template["variables"]["roles"].values()
+    assert "Linux Consumption" in deploy_md and "Dropped" in deploy_md
