@@ -376,7 +376,7 @@ def test_user_assigned_identity_settings(template, plan):
     settings = settings_of(resources)
     assert settings["AzureWebJobsStorage__accountName"] == storage_account_name(template)
     assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
-    assert settings["AzureWebJobsStorage__clientId"] == Symbol(f"reference({identity_id})").__getitem__("clientId")
+    assert settings["AzureWebJobsStorage__clientId"] == Symbol(f"reference({identity_id})")["clientId"]
     assert "AzureWebJobsStorage" not in settings
 
 
