@@ -31,7 +31,7 @@ pub enum Mode {
 #[derive(Debug)]
 pub enum StorageConfig {
     Memory,
-    Azure(AzureSettings),
+    Azure(Box<AzureSettings>),
 }
 
 #[derive(Debug)]
@@ -102,7 +102,7 @@ impl Config {
         let extra_roots = storage::extra_roots(&v)?;
         let storage = match storage::account(&v)? {
             None => memory_allowed(&v, &mode)?,
-            Some(account) => StorageConfig::Azure(AzureSettings {
+            Some(account) => StorageConfig::Azure(Box::new(AzureSettings {
                 link_life: link_life(&account, sas_expiry)?,
                 account,
                 extra_roots,
@@ -112,7 +112,7 @@ impl Config {
                 request_timeout,
                 max_retries,
                 max_concurrent_calls,
-            }),
+            })),
         };
         let public_base_url = match v.get("PUBLIC_BASE_URL") {
             None => None,
@@ -256,7 +256,8 @@ fn memory_allowed(v: &Vars, mode: &Mode) -> Result<StorageConfig, ConfigError> {
             format!(
                 "is required under the Functions host (FUNCTIONS_CUSTOMHANDLER_PORT is set): the \
                  host delivers queue messages from storage, so work kept in memory would never \
-                 run; set it to a connection string (UseDevelopmentStorage=true for Azurite), or \
+                 run; set it to a connection string (UseDevelopmentStorage=true for Azurite) or use \
+                 identity-based settings (AzureWebJobsStorage__accountName), or \
                  {IN_MEMORY_UNDER_HOST}=true for a test or demo without storage"
             ),
         ));
