@@ -4,7 +4,13 @@
 
 mod cli;
 mod managed;
+mod token;
 mod workload;
+
+#[cfg(test)]
+use token::unix_expiry;
+use token::Fetched;
+pub use token::TokenError;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -84,52 +90,6 @@ impl CredentialSource {
             Self::AzureCli => "the Azure CLI login",
         }
     }
-}
-
-/// Why no token could be had. `transient` failures (no answer, a 5xx, a throttle) are worth
-/// retrying; the others (refused, malformed) are not. The message never holds a token.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct TokenError {
-    pub transient: bool,
-    pub message: String,
-}
-
-impl TokenError {
-    pub(crate) fn transient(message: impl Into<String>) -> Self {
-        Self {
-            transient: true,
-            message: message.into(),
-        }
-    }
-
-    pub(crate) fn refused(message: impl Into<String>) -> Self {
-        Self {
-            transient: false,
-            message: message.into(),
-        }
-    }
-
-    fn with_note(mut self, note: &str) -> Self {
-        self.message = format!("{} {note}", self.message);
-        self
-    }
-
-    /// An HTTP answer other than success from a token endpoint.
-    pub(crate) fn from_status(who: &str, status: reqwest::StatusCode) -> Self {
-        let message = format!("{who} answered HTTP {}", status.as_u16());
-        if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
-            Self::transient(message)
-        } else {
-            Self::refused(message)
-        }
-    }
-}
-
-/// A token as a source hands it over.
-pub(crate) struct Fetched {
-    pub token: Secret,
-    pub expires_on: OffsetDateTime,
 }
 
 /// How long before expiry a token is replaced: five minutes, or half its life when it lives
@@ -265,54 +225,6 @@ impl TokenCredential for CachedCredential {
     async fn clear_cache(&self) -> azure_core::Result<()> {
         *self.lock() = None;
         Ok(())
-    }
-}
-
-/// The expiry a token endpoint gave, as Unix seconds in a number or a string.
-pub(crate) fn unix_expiry(v: &serde_json::Value) -> Option<OffsetDateTime> {
-    let secs = match v {
-        serde_json::Value::Number(n) => n.as_i64()?,
-        serde_json::Value::String(s) => s.trim().parse().ok()?,
-        _ => return None,
-    };
-    OffsetDateTime::from_unix_timestamp(secs).ok()
-}
-
-/// A token endpoint's JSON answer, with what it says about why it refused, never the token.
-pub(crate) async fn json_answer(
-    who: &str,
-    response: Result<reqwest::Response, reqwest::Error>,
-) -> Result<serde_json::Value, TokenError> {
-    let response = response
-        .map_err(|e| TokenError::transient(format!("{who} did not answer: {}", kind(&e))))?;
-    let status = response.status();
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|_| TokenError::transient(format!("{who}'s answer was cut off")))?;
-    let body: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|_| TokenError::from_status(who, status).with_note("without JSON"))?;
-    if !status.is_success() {
-        let mut e = TokenError::from_status(who, status);
-        let reason = ["error_description", "message", "error"]
-            .iter()
-            .find_map(|k| body.get(k).and_then(|v| v.as_str()));
-        if let Some(reason) = reason {
-            let reason: String = reason.chars().take(300).collect();
-            e.message = format!("{}: {reason}", e.message);
-        }
-        return Err(e);
-    }
-    Ok(body)
-}
-
-fn kind(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
     }
 }
 

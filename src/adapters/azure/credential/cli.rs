@@ -9,7 +9,7 @@ use std::time::Duration;
 use azure_core::auth::Secret;
 use time::OffsetDateTime;
 
-use super::{unix_expiry, Fetched, TokenError};
+use super::token::{unix_expiry, Fetched, TokenError};
 
 const LIMIT: Duration = Duration::from_secs(30);
 

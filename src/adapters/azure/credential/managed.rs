@@ -3,7 +3,7 @@
 
 use azure_core::auth::Secret;
 
-use super::{json_answer, unix_expiry, Fetched, TokenError};
+use super::token::{json_answer, unix_expiry, Fetched, TokenError};
 
 const API_VERSION: &str = "2019-08-01";
 const WHO: &str = "the managed identity endpoint";

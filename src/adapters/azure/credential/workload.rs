@@ -8,7 +8,7 @@ use std::path::Path;
 use azure_core::auth::Secret;
 use time::OffsetDateTime;
 
-use super::{json_answer, Fetched, TokenError};
+use super::token::{json_answer, Fetched, TokenError};
 
 const WHO: &str = "the Microsoft Entra token endpoint";
 
