@@ -129,6 +129,14 @@ impl Names {
     }
 }
 
+/// A port the test command exported, if it did.
+fn port(name: &str) -> Option<u16> {
+    std::env::var(name).ok().map(|v| {
+        v.parse::<u16>()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a port"))
+    })
+}
+
 fn binary() -> PathBuf {
     let path = std::env::var_os("AZURITE_BIN")
         .map(PathBuf::from)
@@ -148,52 +156,41 @@ impl Azurite {
     /// `AZURITE_SHARED_BLOB_PORT`/`AZURITE_SHARED_QUEUE_PORT`), else a private one for this
     /// test, so a plain `cargo nextest run` works too. Use with `Names::unique`.
     pub fn shared() -> Azurite {
-        let port = |name: &str| {
-            std::env::var(name).ok().map(|v| {
-                v.parse::<u16>()
-                    .unwrap_or_else(|_| panic!("{name}={v:?} is not a port"))
-            })
-        };
         match (port(SHARED_BLOB_PORT), port(SHARED_QUEUE_PORT)) {
-            (Some(blob_port), Some(queue_port)) => Azurite {
-                blob_port,
-                queue_port,
-                table_port: 0,
-                location: None,
-                workdir: None,
-                child: None,
-                identity: None,
-            },
+            (Some(blob_port), Some(queue_port)) => Self::running(blob_port, queue_port, None),
             _ => Self::start(),
+        }
+    }
+
+    /// A handle on an Azurite this process did not start and will not stop.
+    fn running(blob_port: u16, queue_port: u16, identity: Option<Identity>) -> Azurite {
+        Azurite {
+            blob_port,
+            queue_port,
+            table_port: 0,
+            location: None,
+            workdir: None,
+            child: None,
+            identity,
         }
     }
 
     /// The run's shared OAuth Azurite over HTTPS (`AZURITE_IDENTITY_*`), else a private one,
     /// with an identity endpoint of this test's own whose tokens it accepts.
     pub fn shared_identity() -> Azurite {
-        let port = |name: &str| {
-            std::env::var(name).ok().map(|v| {
-                v.parse::<u16>()
-                    .unwrap_or_else(|_| panic!("{name}={v:?} is not a port"))
-            })
-        };
         match (
             port(IDENTITY_BLOB_PORT),
             port(IDENTITY_QUEUE_PORT),
             std::env::var_os(IDENTITY_CA),
         ) {
-            (Some(blob_port), Some(queue_port), Some(ca)) => Azurite {
+            (Some(blob_port), Some(queue_port), Some(ca)) => Self::running(
                 blob_port,
                 queue_port,
-                table_port: 0,
-                location: None,
-                workdir: None,
-                child: None,
-                identity: Some(Identity {
+                Some(Identity {
                     ca: PathBuf::from(ca),
                     tokens: TokenServer::start(TOKEN_LIFETIME),
                 }),
-            },
+            ),
             _ => Self::start_identity(),
         }
     }

@@ -3,7 +3,7 @@
 
 use azure_core::auth::Secret;
 
-use super::token::{json_answer, unix_expiry, Fetched, TokenError};
+use super::token::{access_token, json_answer, unix_expiry, Fetched, TokenError};
 
 const API_VERSION: &str = "2019-08-01";
 const WHO: &str = "the managed identity endpoint";
@@ -26,17 +26,10 @@ pub(super) async fn fetch(
         .send()
         .await;
     let body = json_answer(WHO, response).await?;
-    let token = body
-        .get("access_token")
-        .and_then(|v| v.as_str())
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| TokenError::refused(format!("{WHO} answered without an access_token")))?;
+    let token = access_token(WHO, &body)?;
     let expires_on = body
         .get("expires_on")
         .and_then(unix_expiry)
         .ok_or_else(|| TokenError::refused(format!("{WHO} answered without a valid expires_on")))?;
-    Ok(Fetched {
-        token: Secret::new(token.to_string()),
-        expires_on,
-    })
+    Ok(Fetched { token, expires_on })
 }

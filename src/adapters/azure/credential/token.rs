@@ -97,3 +97,12 @@ fn kind(e: &reqwest::Error) -> &'static str {
         "request failed"
     }
 }
+
+/// The non-empty `access_token` of a token endpoint's answer.
+pub(crate) fn access_token(who: &str, body: &serde_json::Value) -> Result<Secret, TokenError> {
+    body.get("access_token")
+        .and_then(|v| v.as_str())
+        .filter(|t| !t.is_empty())
+        .map(|t| Secret::new(t.to_string()))
+        .ok_or_else(|| TokenError::refused(format!("{who} answered without an access_token")))
+}

@@ -5,10 +5,9 @@
 
 use std::path::Path;
 
-use azure_core::auth::Secret;
 use time::OffsetDateTime;
 
-use super::token::{json_answer, Fetched, TokenError};
+use super::token::{access_token, json_answer, Fetched, TokenError};
 
 const WHO: &str = "the Microsoft Entra token endpoint";
 
@@ -47,18 +46,14 @@ pub(super) async fn fetch(
         .send()
         .await;
     let body = json_answer(WHO, response).await?;
-    let token = body
-        .get("access_token")
-        .and_then(|v| v.as_str())
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| TokenError::refused(format!("{WHO} answered without an access_token")))?;
+    let token = access_token(WHO, &body)?;
     let expires_in = body
         .get("expires_in")
         .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()))
         .filter(|s| *s > 0)
         .ok_or_else(|| TokenError::refused(format!("{WHO} answered without a valid expires_in")))?;
     Ok(Fetched {
-        token: Secret::new(token.to_string()),
+        token,
         expires_on: OffsetDateTime::now_utc() + time::Duration::seconds(expires_in),
     })
 }
