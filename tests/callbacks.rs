@@ -1,0 +1,274 @@
+//! Completion callbacks, black-box: a real receiver on loopback checks every header and the
+//! signature, fails the first deliveries on purpose (503, 429 with Retry-After, a dropped
+//! connection) and sees exactly the events it should, on both backends, standalone and under
+//! the host's invocation protocol; a Callback-Url that could reach inside is refused; a 410
+//! stops delivery; and the callback survives a `kill -9` between the end and its delivery.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::app::{record, Backend, TestApp};
+use support::receiver::{signed_by, Received, Receiver, Reply};
+use support::{as_refs, contract, eventually};
+
+/// The Standard Webhooks specification's example secret, and a second for rotation.
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const PREVIOUS: &str = "whsec_cGxlbnR5LW9mLWJ5dGVzLWZvci1hLWtleQ==";
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// Settings that let the test's receiver on 127.0.0.1 be called, sign with both secrets, and
+/// retry quickly (the defaults wait minutes).
+fn settings() -> Vec<(&'static str, String)> {
+    vec![
+        ("CALLBACK_ALLOWED_HOSTS", "127.0.0.1".into()),
+        ("CALLBACK_SIGNING_SECRET", SECRET.into()),
+        ("CALLBACK_SIGNING_SECRET_PREVIOUS", PREVIOUS.into()),
+        ("CALLBACK_RETRY_DELAY_MS", "100".into()),
+        ("CALLBACK_MAX_RETRY_DELAY_SECONDS", "2".into()),
+        ("CALLBACK_TIMEOUT_SECONDS", "5".into()),
+        ("QUEUE_MAX_POLL_MS", "200".into()),
+    ]
+}
+
+async fn start(backend: Backend, extra: &[(&'static str, &str)]) -> TestApp {
+    let mut env = settings();
+    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    TestApp::start(backend, &as_refs(&env)).await
+}
+
+/// Submits `body` with a `Callback-Url`; answers the operation id.
+async fn submit_with_callback(app: &TestApp, body: &Value, url: &str) -> String {
+    let r = app
+        .client
+        .post(app.url("/api/AsyncProcessingWorkAcceptor"))
+        .header("Callback-Url", url)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["callback"]["state"], "pending", "{body}");
+    body["id"].as_str().unwrap().to_string()
+}
+
+async fn monitor(app: &TestApp, id: &str) -> Value {
+    let r = app
+        .client
+        .get(app.url(&format!("/api/operations/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// Waits (bounded) until the monitor shows the callback `state`; answers the document.
+async fn callback_state(app: &TestApp, id: &str, state: &str) -> Value {
+    eventually(
+        format_args!("the callback of {id} being {state}"),
+        Duration::from_millis(20),
+        LIMIT,
+        async || {
+            let doc = monitor(app, id).await;
+            (doc["callback"]["state"] == state).then_some(doc)
+        },
+    )
+    .await
+}
+
+/// Every header and the body of one delivery, as a Standard Webhooks receiver checks them.
+fn check_delivery(app: &TestApp, r: &Received, id: &str, event_type: &str) -> Value {
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.header("content-type"), "application/cloudevents+json");
+    assert!(signed_by(r, SECRET), "signed with the current secret");
+    assert!(
+        signed_by(r, PREVIOUS),
+        "and with the previous one, while rotating"
+    );
+    assert_eq!(r.header("webhook-signature").split(' ').count(), 2);
+    let timestamp: i64 = r.header("webhook-timestamp").parse().expect("Unix seconds");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    assert!((now - timestamp).abs() < 300, "a fresh timestamp");
+    let event = r.json();
+    assert_eq!(event["specversion"], "1.0");
+    assert_eq!(event["id"], r.header("webhook-id"));
+    assert_eq!(event["type"], event_type);
+    assert_eq!(event["subject"], id);
+    assert_eq!(event["source"], app.base.as_str());
+    assert_eq!(event["datacontenttype"], "application/json");
+    let time = event["time"].as_str().unwrap();
+    time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339).unwrap();
+    let data = &event["data"];
+    assert_eq!(data["id"], id);
+    assert_eq!(
+        data["operationLocation"],
+        app.url(&format!("/api/operations/{id}"))
+    );
+    assert!(
+        data.get("callback").is_none(),
+        "data describes the operation"
+    );
+    event
+}
+
+async fn a_signed_event_arrives_once_after_failed_attempts(backend: Backend) {
+    let app = start(backend, &[]).await;
+    let receiver = Receiver::start(vec![
+        Reply::status(503),
+        Reply::Status(429, vec![("Retry-After", "1".into())]),
+        Reply::Drop,
+    ])
+    .await;
+    let url = format!("{}/hooks/done?token=abc", receiver.base);
+    let id = submit_with_callback(&app, &record("1"), &url).await;
+    let got = receiver.delivered(&id, LIMIT).await;
+    let answers: Vec<Option<u16>> = got.iter().map(|r| r.answered).collect();
+    assert_eq!(answers, [Some(503), Some(429), None, Some(200)]);
+    let first = check_delivery(&app, &got[0], &id, "AsyncRequestReply.Operation.Succeeded");
+    for r in &got {
+        assert_eq!(r.target, "/hooks/done?token=abc");
+        let event = check_delivery(&app, r, &id, "AsyncRequestReply.Operation.Succeeded");
+        assert_eq!(
+            event, first,
+            "the same event, with the same webhook-id, on every attempt"
+        );
+    }
+    assert_eq!(first["data"]["status"], "Succeeded");
+    let after_429 = got[2].at - got[1].at;
+    println!(
+        "callback attempts: gaps {:?}",
+        got.windows(2)
+            .map(|w| w[1].at - w[0].at)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        after_429 >= Duration::from_millis(950),
+        "Retry-After: 1 is honoured ({after_429:?})"
+    );
+    let doc = callback_state(&app, &id, "delivered").await;
+    assert_eq!(doc["callback"]["attempts"], 4, "{doc}");
+    assert!(doc["callback"].get("lastError").is_none(), "{doc}");
+    let all = receiver.for_operation(&id);
+    assert_eq!(all.len(), 4, "nothing after the delivery");
+    assert_eq!(all.iter().filter(|r| r.is_2xx()).count(), 1);
+}
+
+async fn every_ending_path_announces_its_end(backend: Backend) {
+    let app = start(backend, &[("PROCESSING_DELAY_MS", "3000")]).await;
+    let receiver = Receiver::start(vec![]).await;
+    let url = format!("{}/hook", receiver.base);
+    let failed = json!({"id": "2", "customername": "C", "simulateFailure": "permanent"});
+    let failed = submit_with_callback(&app, &failed, &url).await;
+    let canceled = submit_with_callback(&app, &record("3"), &url).await;
+    let r = app
+        .client
+        .delete(app.url(&format!("/api/RequestStatus/{canceled}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for (id, status) in [(&failed, "Failed"), (&canceled, "Canceled")] {
+        let got = receiver.delivered(id, LIMIT).await;
+        assert_eq!(got.len(), 1, "{status}: one delivery");
+        let event = check_delivery(
+            &app,
+            &got[0],
+            id,
+            &format!("AsyncRequestReply.Operation.{status}"),
+        );
+        assert_eq!(event["data"]["status"], status);
+        callback_state(&app, id, "delivered").await;
+    }
+    let event = receiver.for_operation(&failed)[0].json();
+    assert_eq!(event["data"]["error"]["code"], "WorkFailed");
+    // The canceled operation's work runs on and ends; its end is not announced again.
+    app.poll_until_done(&app.url(&format!("/api/RequestStatus/{failed}")))
+        .await;
+    assert_eq!(receiver.for_operation(&canceled).len(), 1);
+}
+
+async fn a_receiver_answering_410_is_not_called_again(backend: Backend) {
+    let app = start(backend, &[]).await;
+    let receiver = Receiver::start(vec![Reply::status(410)]).await;
+    let url = format!("{}/gone", receiver.base);
+    let gone = submit_with_callback(&app, &record("4"), &url).await;
+    let doc = callback_state(&app, &gone, "failed").await;
+    assert_eq!(
+        doc["callback"]["lastError"]["code"], "ReceiverGone",
+        "{doc}"
+    );
+    assert_eq!(doc["callback"]["attempts"], 1);
+    // A second operation's delivery to the same receiver, as a barrier: the first one's
+    // callback, settled, is never tried again meanwhile.
+    let next = submit_with_callback(&app, &record("5"), &url).await;
+    receiver.delivered(&next, LIMIT).await;
+    assert_eq!(receiver.for_operation(&gone).len(), 1);
+}
+
+async fn callback_urls_that_could_reach_inside_are_refused(backend: Backend) {
+    // No CALLBACK_ALLOWED_HOSTS: loopback is as forbidden as any internal address.
+    let app = TestApp::start(backend, &[]).await;
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "https://127.0.0.1/hook",
+        "https://10.0.0.5/hook",
+        "https://192.168.0.1/hook",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/hook",
+        "https://[::ffff:10.0.0.1]/hook",
+        "https://localhost/hook",
+        "http://example.com/hook",
+        "ftp://example.com/hook",
+        "/relative/hook",
+        "https://user:secret@example.com/hook",
+    ] {
+        let r = app
+            .client
+            .post(app.url("/api/AsyncProcessingWorkAcceptor"))
+            .header("Callback-Url", url)
+            .json(&record("6"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{url}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/problem+json",
+            "{url}"
+        );
+        let problem: Value = r.json().await.unwrap();
+        assert_eq!(problem["field"], "Callback-Url", "{url}: {problem}");
+        assert!(!problem["detail"].as_str().unwrap().contains("secret"));
+    }
+    let r = app
+        .client
+        .post(app.url("/api/AsyncProcessingWorkAcceptor"))
+        .header("Callback-Url", "https://example.com/hook")
+        .header("Callback-Events", "progress")
+        .json(&record("7"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(problem["field"], "Callback-Events");
+    // Nothing was accepted: no work was queued.
+    let queued = app
+        .storage
+        .queue
+        .receive(32, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(queued.is_empty(), "{} messages queued", queued.len());
+}
+
+contract!(
+    a_signed_event_arrives_once_after_failed_attempts,
+    every_ending_path_announces_its_end,
+    a_receiver_answering_410_is_not_called_again,
+    callback_urls_that_could_reach_inside_are_refused,
+);
