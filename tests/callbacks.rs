@@ -8,8 +8,11 @@ mod support;
 
 use std::time::Duration;
 
+use async_request_reply::domain::ports::{Delivery, WorkQueue};
 use serde_json::{json, Value};
 use support::app::{record, Backend, TestApp};
+use support::azurite::{Azurite, Names};
+use support::host::{queue_invocation, Handler};
 use support::receiver::{signed_by, Received, Receiver, Reply};
 use support::{as_refs, contract, eventually};
 
@@ -266,8 +269,206 @@ async fn callback_urls_that_could_reach_inside_are_refused(backend: Backend) {
     assert!(queued.is_empty(), "{} messages queued", queued.len());
 }
 
+/// Takes the next message off `queue` (bounded), as the host's queue trigger does.
+async fn take_one(queue: &dyn WorkQueue, what: &str) -> Delivery {
+    eventually(
+        format_args!("a message on the {what} queue"),
+        Duration::from_millis(50),
+        LIMIT,
+        async || {
+            let mut got = queue.receive(1, Duration::from_secs(60)).await.unwrap();
+            got.pop()
+        },
+    )
+    .await
+}
+
+/// Posts one queue message to `function` as the host would, and answers the status.
+async fn invoke(app: &TestApp, function: &str, binding: &str, delivery: &Delivery) -> u16 {
+    let payload = queue_invocation(function, binding, &delivery.text, delivery.dequeue_count);
+    let r = app
+        .client
+        .post(app.url(&format!("/{function}")))
+        .json(&payload)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    assert!(body["Logs"].is_array(), "{body}");
+    status
+}
+
+async fn under_the_host_each_attempt_is_one_invocation(backend: Backend) {
+    let app = start(backend, &[("FUNCTIONS_CUSTOMHANDLER_PORT", "0")]).await;
+    let receiver = Receiver::start(vec![Reply::status(503)]).await;
+    let id = submit_with_callback(&app, &record("8"), &format!("{}/h", receiver.base)).await;
+    let work = take_one(app.storage.queue.as_ref(), "work").await;
+    let status = invoke(
+        &app,
+        "AsyncProcessingBackgroundWorker",
+        "myQueueItem",
+        &work,
+    )
+    .await;
+    assert_eq!(status, 200);
+    app.storage.queue.delete(&work.receipt).await.unwrap();
+    // The first attempt: the receiver fails it, and the invocation still answers 200 (the
+    // host's retries are far too quick for webhooks): the next attempt is queued, delayed.
+    let first = take_one(app.storage.callbacks.as_ref(), "callbacks").await;
+    let status = invoke(
+        &app,
+        "AsyncProcessingCallbackWorker",
+        "callbackQueueItem",
+        &first,
+    )
+    .await;
+    assert_eq!(status, 200);
+    app.storage.callbacks.delete(&first.receipt).await.unwrap();
+    assert_eq!(receiver.for_operation(&id).len(), 1);
+    let doc = monitor(&app, &id).await;
+    assert_eq!(doc["callback"]["state"], "pending", "{doc}");
+    assert_eq!(
+        doc["callback"]["lastError"]["code"], "ReceiverUnavailable",
+        "{doc}"
+    );
+    let second = take_one(app.storage.callbacks.as_ref(), "callbacks").await;
+    assert_eq!(
+        second.dequeue_count, 1,
+        "a new message, not the host's retry"
+    );
+    let status = invoke(
+        &app,
+        "AsyncProcessingCallbackWorker",
+        "callbackQueueItem",
+        &second,
+    )
+    .await;
+    assert_eq!(status, 200);
+    app.storage.callbacks.delete(&second.receipt).await.unwrap();
+    let got = receiver.delivered(&id, LIMIT).await;
+    assert_eq!(got.len(), 2);
+    for r in &got {
+        check_delivery(&app, r, &id, "AsyncRequestReply.Operation.Succeeded");
+    }
+    callback_state(&app, &id, "delivered").await;
+    // A redelivery of a settled attempt (the host's at-least-once) calls nobody.
+    let status = invoke(
+        &app,
+        "AsyncProcessingCallbackWorker",
+        "callbackQueueItem",
+        &second,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(receiver.for_operation(&id).len(), 2);
+    let left = app
+        .storage
+        .callbacks
+        .receive(32, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "nothing more queued");
+}
+
+/// The real binary, standalone on Azurite, is killed after the operation ended and its
+/// callback's first attempt failed; restarted, it delivers the callback exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_survives_kill_9_between_the_end_and_its_delivery() {
+    survives_kill_9(Reply::status(503), "after a failed attempt").await
+}
+
+/// As above, killed while the first attempt waits for the receiver's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_survives_kill_9_during_its_delivery() {
+    survives_kill_9(Reply::Hang, "during an attempt").await
+}
+
+async fn survives_kill_9(first: Reply, when: &str) {
+    let azurite = Azurite::shared();
+    let names = Names::unique();
+    let receiver = Receiver::start(vec![first]).await;
+    let mut env = azurite.handler_settings(&names);
+    env.extend(settings().into_iter().filter(|(k, _)| {
+        !k.starts_with("CALLBACK_RETRY") && !k.contains("DELAY") && !k.contains("TIMEOUT")
+    }));
+    // Long enough that the kill lands before the second attempt.
+    env.push(("CALLBACK_RETRY_DELAY_MS", "4000".into()));
+    env.push(("CALLBACK_MAX_RETRY_DELAY_SECONDS", "8".into()));
+    // The kill may land while the first attempt is still being recorded: its message then
+    // comes back after the visibility timeout (at least three attempts' time), and waits out
+    // the attempt's lease. Short ones keep the test short.
+    env.push(("CALLBACK_TIMEOUT_SECONDS", "1".into()));
+    env.push(("VISIBILITY_TIMEOUT_SECONDS", "2".into()));
+    let mut handler = Handler::start_standalone(&as_refs(&env)).await;
+    let client = support::app::client();
+    let r = client
+        .post(format!("{}/api/AsyncProcessingWorkAcceptor", handler.base))
+        .header("Callback-Url", format!("{}/crash", receiver.base))
+        .json(&record("9"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    eventually(
+        "the first attempt",
+        Duration::from_millis(10),
+        LIMIT,
+        async || !receiver.for_operation(&id).is_empty(),
+    )
+    .await;
+    handler.kill9();
+    let before = receiver.for_operation(&id);
+    assert_eq!(before.len(), 1, "killed before the second attempt");
+    assert!(!before[0].is_2xx());
+    let killed_at = tokio::time::Instant::now();
+    handler.restart().await;
+    let got = receiver.delivered(&id, LIMIT).await;
+    println!(
+        "crash: killed {when}, callback delivered {:?} after the kill, in {} attempts",
+        got.last().unwrap().at - killed_at,
+        got.len()
+    );
+    assert_eq!(got.iter().filter(|r| r.is_2xx()).count(), 1);
+    assert!(got
+        .iter()
+        .all(|r| r.header("webhook-id") == got[0].header("webhook-id")));
+    let doc: Value = client
+        .get(format!("{}/api/operations/{id}", handler.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["status"], "Succeeded");
+    let doc = eventually(
+        "the callback recorded delivered",
+        Duration::from_millis(20),
+        LIMIT,
+        async || {
+            let doc: Value = client
+                .get(format!("{}/api/operations/{id}", handler.base))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (doc["callback"]["state"] == "delivered").then_some(doc)
+        },
+    )
+    .await;
+    assert_eq!(doc["callback"]["attempts"], got.len(), "{doc}");
+}
+
 contract!(
     a_signed_event_arrives_once_after_failed_attempts,
+    under_the_host_each_attempt_is_one_invocation,
     every_ending_path_announces_its_end,
     a_receiver_answering_410_is_not_called_again,
     callback_urls_that_could_reach_inside_are_refused,

@@ -24,6 +24,8 @@ pub enum Reply {
     Status(u16, Vec<(&'static str, String)>),
     /// Close the connection without answering.
     Drop,
+    /// Never answer: hold the connection until the sender closes it.
+    Hang,
 }
 
 impl Reply {
@@ -177,7 +179,7 @@ async fn serve(
         .unwrap_or(Reply::status(200));
     let answered = match &reply {
         Reply::Status(code, _) => Some(*code),
-        Reply::Drop => None,
+        Reply::Drop | Reply::Hang => None,
     };
     log.lock().unwrap().push(Received {
         at: Instant::now(),
@@ -189,6 +191,7 @@ async fn serve(
     });
     match reply {
         Reply::Drop => drop(stream),
+        Reply::Hang => while stream.read(&mut chunk).await? > 0 {},
         Reply::Status(code, extra) => {
             let mut answer =
                 format!("HTTP/1.1 {code} Scripted\r\nContent-Length: 0\r\nConnection: close\r\n");
