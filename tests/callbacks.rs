@@ -1,7 +1,8 @@
 //! Completion callbacks, black-box: a real receiver on loopback checks every header and the
 //! signature, fails the first deliveries on purpose (503, 429 with Retry-After, a dropped
 //! connection) and sees exactly the events it should, on both backends, standalone and under
-//! the host's invocation protocol; a Callback-Url that could reach inside is refused; a 410
+//! the host's invocation protocol, from every path that ends an operation (the work's success
+//! and failure, a cancel, the last attempt, the poison function); a Callback-Url that could reach inside is refused; a 410
 //! stops delivery; and the callback survives a `kill -9` between the end and its delivery.
 
 mod support;
@@ -371,6 +372,102 @@ async fn under_the_host_each_attempt_is_one_invocation(backend: Backend) {
     assert!(left.is_empty(), "nothing more queued");
 }
 
+/// The poison function's end is announced too: a work message the host gave up on (its last
+/// attempt never reported back) fails the operation, and the callback tells the receiver.
+async fn the_poison_functions_end_is_announced(backend: Backend) {
+    let app = start(backend, &[("FUNCTIONS_CUSTOMHANDLER_PORT", "0")]).await;
+    let receiver = Receiver::start(vec![]).await;
+    let id = submit_with_callback(&app, &record("10"), &format!("{}/p", receiver.base)).await;
+    let work = take_one(app.storage.queue.as_ref(), "work").await;
+    let status = invoke(
+        &app,
+        "AsyncProcessingPoisonWorker",
+        "poisonQueueItem",
+        &work,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let attempt = take_one(app.storage.callbacks.as_ref(), "callbacks").await;
+    let status = invoke(
+        &app,
+        "AsyncProcessingCallbackWorker",
+        "callbackQueueItem",
+        &attempt,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let got = receiver.delivered(&id, LIMIT).await;
+    assert_eq!(got.len(), 1);
+    let event = check_delivery(&app, &got[0], &id, "AsyncRequestReply.Operation.Failed");
+    assert_eq!(event["data"]["error"]["code"], "RetriesExhausted");
+    // The work message arriving after all (at-least-once) changes nothing and announces nothing.
+    let status = invoke(
+        &app,
+        "AsyncProcessingBackgroundWorker",
+        "myQueueItem",
+        &work,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let left = app
+        .storage
+        .callbacks
+        .receive(32, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "no second announcement");
+}
+
+/// The last allowed attempt failing transiently ends the operation (`RetriesExhausted`) while
+/// the invocation still answers 503 for the host's poison queue; that end is announced too.
+async fn the_last_attempts_end_is_announced(backend: Backend) {
+    let app = start(backend, &[("FUNCTIONS_CUSTOMHANDLER_PORT", "0")]).await;
+    let receiver = Receiver::start(vec![]).await;
+    let body = json!({"id": "11", "customername": "C", "simulateFailure": "transient"});
+    let id = submit_with_callback(&app, &body, &format!("{}/l", receiver.base)).await;
+    let mut work = take_one(app.storage.queue.as_ref(), "work").await;
+    work.dequeue_count = 5;
+    let status = invoke(
+        &app,
+        "AsyncProcessingBackgroundWorker",
+        "myQueueItem",
+        &work,
+    )
+    .await;
+    assert_eq!(
+        status, 503,
+        "the host moves the message to the poison queue"
+    );
+    let attempt = take_one(app.storage.callbacks.as_ref(), "callbacks").await;
+    let status = invoke(
+        &app,
+        "AsyncProcessingCallbackWorker",
+        "callbackQueueItem",
+        &attempt,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let got = receiver.delivered(&id, LIMIT).await;
+    let event = check_delivery(&app, &got[0], &id, "AsyncRequestReply.Operation.Failed");
+    assert_eq!(event["data"]["error"]["code"], "RetriesExhausted");
+    // Then the poison function finds it ended: no second announcement.
+    let status = invoke(
+        &app,
+        "AsyncProcessingPoisonWorker",
+        "poisonQueueItem",
+        &work,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let left = app
+        .storage
+        .callbacks
+        .receive(32, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "no second announcement");
+}
+
 /// The real binary, standalone on Azurite, is killed after the operation ended and its
 /// callback's first attempt failed; restarted, it delivers the callback exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -469,6 +566,8 @@ async fn survives_kill_9(first: Reply, when: &str) {
 contract!(
     a_signed_event_arrives_once_after_failed_attempts,
     under_the_host_each_attempt_is_one_invocation,
+    the_poison_functions_end_is_announced,
+    the_last_attempts_end_is_announced,
     every_ending_path_announces_its_end,
     a_receiver_answering_410_is_not_called_again,
     callback_urls_that_could_reach_inside_are_refused,
