@@ -224,6 +224,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_delivery_to_a_forbidden_address_is_refused_before_connecting() {
+        let webhooks =
+            HttpWebhooks::new(CallbackPolicy::default(), Duration::from_secs(5)).unwrap();
+        for url in ["http://localhost:9/hook", "http://127.0.0.1:9/hook"] {
+            let answer = webhooks
+                .post(WebhookRequest {
+                    url: url.into(),
+                    headers: Vec::new(),
+                    body: bytes::Bytes::from_static(b"{}"),
+                })
+                .await;
+            assert!(
+                matches!(answer, WebhookAnswer::Refused(_)),
+                "{url}: {answer:?}"
+            );
+        }
+        // Listed, the same address is called (nothing listens there: unreachable, not refused).
+        let listed = HttpWebhooks::new(
+            CallbackPolicy::new(["localhost".to_string()]),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let answer = listed
+            .post(WebhookRequest {
+                url: "http://localhost:9/hook".into(),
+                headers: Vec::new(),
+                body: bytes::Bytes::from_static(b"{}"),
+            })
+            .await;
+        assert!(
+            matches!(answer, WebhookAnswer::Unreachable(_)),
+            "{answer:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn names_resolving_to_internal_addresses_are_refused() {
         let policy = CallbackPolicy::default();
         let err = resolve_checked(&policy, "localhost", Duration::from_secs(5))
