@@ -1,7 +1,8 @@
 //! The composition root: builds the storage adapters and the service from `Config` and the
 //! work it is given, binds the listener, and runs the HTTP server (plus, standalone, the queue
-//! worker and the retention sweep) until shutdown, which one token signals to all of them and
-//! which finishes in-flight requests and messages within a grace period.
+//! worker, the callbacks' worker and the retention sweep) until shutdown, which one token
+//! signals to all of them and which finishes in-flight requests and messages within a grace
+//! period.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,11 +13,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::adapters::webhook::HttpWebhooks;
 use crate::adapters::{azure, memory};
 use crate::config::{Config, Mode, StorageConfig, IN_MEMORY_UNDER_HOST};
+use crate::domain::callback::Callbacks;
 use crate::domain::ports::{Storage, StoreError, SystemClock};
 use crate::domain::work::Work;
 use crate::domain::Service;
+use crate::edges::callback_worker::{self, CallbackWorkerSettings};
 use crate::edges::http::public_url::UrlPolicy;
 use crate::edges::http::state::{HttpSettings, HttpState};
 use crate::edges::http::{self, server};
@@ -30,6 +34,8 @@ pub const STARTUP_STORAGE_DEADLINE: Duration = Duration::from_secs(20);
 pub enum StartupError {
     #[error("{0}")]
     Storage(String),
+    #[error("{0}")]
+    Callbacks(String),
     #[error("cannot listen on {addr} (setting {setting}): {error}")]
     Bind {
         setting: &'static str,
@@ -113,13 +119,22 @@ pub async fn start_with(
     work: Arc<dyn Work>,
 ) -> Result<RunningApp, StartupError> {
     let shutdown = CancellationToken::new();
-    let service = Arc::new(Service::new(
-        storage,
-        work,
-        Arc::new(SystemClock),
-        config.service.clone(),
-        shutdown.clone(),
-    ));
+    let settings = config.callbacks.clone();
+    let webhooks = HttpWebhooks::new(settings.policy.clone(), settings.timeout)
+        .map_err(StartupError::Callbacks)?;
+    let service = Arc::new(
+        Service::new(
+            storage,
+            work,
+            Arc::new(SystemClock),
+            config.service.clone(),
+            shutdown.clone(),
+        )
+        .with_callbacks(Callbacks {
+            settings,
+            webhooks: Arc::new(webhooks),
+        }),
+    );
     let (setting, addr, host_mode) = match config.mode {
         Mode::FunctionsHost { port } => (
             "FUNCTIONS_CUSTOMHANDLER_PORT",
@@ -162,6 +177,20 @@ pub async fn start_with(
         background.push(tokio::spawn(worker::run(
             service.clone(),
             config.worker.clone(),
+            shutdown.clone(),
+        )));
+        background.push(tokio::spawn(callback_worker::run(
+            service.clone(),
+            CallbackWorkerSettings {
+                concurrency: config.worker.concurrency,
+                // A message stays hidden well past the longest attempt, so no second consumer
+                // takes it while its attempt is still under way.
+                visibility_timeout: config
+                    .worker
+                    .visibility_timeout
+                    .max(config.callbacks.timeout * 3),
+                max_poll_interval: config.worker.max_poll_interval,
+            },
             shutdown.clone(),
         )));
         background.push(tokio::spawn(sweep(

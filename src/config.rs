@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+mod callbacks;
 mod storage;
 mod vars;
 
@@ -12,6 +13,7 @@ pub use vars::ConfigError;
 use vars::{invalid, Vars};
 
 use crate::adapters::azure::{AzureSettings, StorageAuth, MAX_LINK_LIFE};
+use crate::domain::callback::CallbackSettings;
 use crate::domain::ServiceSettings;
 use crate::edges::http::server::ConnectionLimits;
 use crate::edges::worker::WorkerSettings;
@@ -61,6 +63,8 @@ pub struct Config {
     pub connection_limits: ConnectionLimits,
     pub log_format: LogFormat,
     pub log_filter: String,
+    /// The completion callbacks' settings (`CALLBACK_*`, in `config/callbacks.rs`).
+    pub callbacks: CallbackSettings,
 }
 
 /// Azure's front end cuts requests off at 230 s; synchronous waits stay well under.
@@ -91,7 +95,8 @@ impl Config {
         };
         // Storage settings are checked even when storage is in memory: a bad value is a mistake
         // worth stopping for whichever backend it would have met.
-        let queue_name = v.name("WORK_QUEUE_NAME", "outqueue", 56)?;
+        // 46: room for the longest queue derived from it, `<name>-callbacks-poison`.
+        let queue_name = v.name("WORK_QUEUE_NAME", "outqueue", 46)?;
         let results_container = v.name("RESULT_CONTAINER", "data", 63)?;
         let records_container = v.name("RECORDS_CONTAINER", "operations", 63)?;
         let request_timeout =
@@ -141,7 +146,9 @@ impl Config {
             max_sync_waits: v.number("MAX_SYNC_WAITS", 256, 0, 100_000)? as usize,
             ..ServiceSettings::default()
         };
+        let callbacks = callbacks::callback_settings(&v)?;
         Ok(Config {
+            callbacks,
             mode,
             storage,
             public_base_url,

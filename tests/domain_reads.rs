@@ -100,6 +100,7 @@ fn fixture_with_clock(work: Arc<dyn Work>, clock: Arc<dyn Clock>) -> Fixture {
         records: records.clone(),
         results: results.clone(),
         queue: queue.clone(),
+        callbacks: Arc::new(MemoryWorkQueue::new()),
     };
     let service = Arc::new(Service::new(
         Storage::same(stores),
@@ -124,6 +125,7 @@ fn request() -> SubmitRequest {
         record: Map::clone(&record),
         idempotency_key: None,
         traceparent: None,
+        callback_url: None,
     }
 }
 

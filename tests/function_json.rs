@@ -24,10 +24,11 @@ const HTTP_FUNCTIONS: [&str; 4] = [
     "AsyncOperationCancel",
 ];
 
-/// The queue triggers: the work queue's and its poison queue's.
-const QUEUE_FUNCTIONS: [&str; 2] = [
+/// The queue triggers: the work queue's, its poison queue's, and the callbacks queue's.
+const QUEUE_FUNCTIONS: [&str; 3] = [
     "AsyncProcessingBackgroundWorker",
     "AsyncProcessingPoisonWorker",
+    "AsyncProcessingCallbackWorker",
 ];
 
 #[test]
@@ -68,10 +69,17 @@ fn http_functions_have_exactly_the_forwarding_bindings() {
 
 #[test]
 fn the_queue_triggers_match_the_handler() {
-    use async_request_reply::edges::http::invocation::{POISON_ITEM_BINDING, QUEUE_ITEM_BINDING};
+    use async_request_reply::edges::http::invocation::{
+        CALLBACK_ITEM_BINDING, POISON_ITEM_BINDING, QUEUE_ITEM_BINDING,
+    };
     let work = function_json("AsyncProcessingBackgroundWorker");
     let poison = function_json("AsyncProcessingPoisonWorker");
-    for (f, binding) in [(&work, QUEUE_ITEM_BINDING), (&poison, POISON_ITEM_BINDING)] {
+    let callbacks = function_json("AsyncProcessingCallbackWorker");
+    for (f, binding) in [
+        (&work, QUEUE_ITEM_BINDING),
+        (&poison, POISON_ITEM_BINDING),
+        (&callbacks, CALLBACK_ITEM_BINDING),
+    ] {
         let b = &f["bindings"].as_array().unwrap()[0];
         assert_eq!(f["bindings"].as_array().unwrap().len(), 1);
         assert_eq!(b["type"], "queueTrigger");
@@ -100,6 +108,11 @@ fn the_queue_triggers_match_the_handler() {
         poison["bindings"][0]["queueName"],
         format!("{}-poison", azure.queue_name),
         "the host's poison queue for the work queue"
+    );
+    assert_eq!(
+        callbacks["bindings"][0]["queueName"],
+        azure.callback_queue_name().as_str(),
+        "the callbacks queue beside the default WORK_QUEUE_NAME"
     );
 }
 
@@ -169,6 +182,7 @@ async fn every_declared_route_and_method_is_served() {
     for (function, binding) in [
         ("AsyncProcessingBackgroundWorker", "myQueueItem"),
         ("AsyncProcessingPoisonWorker", "poisonQueueItem"),
+        ("AsyncProcessingCallbackWorker", "callbackQueueItem"),
     ] {
         let r = app
             .client

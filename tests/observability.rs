@@ -100,6 +100,11 @@ async fn json_logs_carry_the_operation_id_and_the_trace() {
 async fn no_secret_in_any_log_line_or_error_body() {
     use support::azurite::{Azurite, KEY};
     use support::host::Handler;
+    use support::receiver::{Receiver, Reply};
+    // A signed callback whose URL carries a token, failed once so its retry is logged too.
+    const SIGNING_KEY: &str = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let signing_secret = format!("whsec_{SIGNING_KEY}");
+    let receiver = Receiver::start(vec![Reply::status(503)]).await;
     let mut azurite = Azurite::start_persistent();
     let log = std::env::temp_dir().join(format!("secrets-scan-{}.log", std::process::id()));
     let conn = azurite.connection_string();
@@ -111,6 +116,13 @@ async fn no_secret_in_any_log_line_or_error_body() {
             ("PROCESSING_DELAY_MS", "200"),
             ("STORAGE_TIMEOUT_MS", "500"),
             ("STORAGE_MAX_RETRIES", "0"),
+            ("CALLBACK_SIGNING_SECRET", signing_secret.as_str()),
+            ("CALLBACK_ALLOWED_HOSTS", "127.0.0.1"),
+            ("CALLBACK_RETRY_DELAY_MS", "100"),
+            // A storage call that times out is retried after the visibility timeout (for a
+            // callback attempt, at least three attempts' time): short, on a loaded machine.
+            ("CALLBACK_TIMEOUT_SECONDS", "2"),
+            ("VISIBILITY_TIMEOUT_SECONDS", "2"),
         ],
         log.clone(),
     )
@@ -123,8 +135,42 @@ async fn no_secret_in_any_log_line_or_error_body() {
     };
     let mut bodies = Vec::new();
 
-    let r = submit(json!({"id": "1", "customername": "Contoso"})).await;
+    // With a 500 ms storage timeout and no retry, a loaded machine may answer the first
+    // submission 503 (+ Retry-After): a client submits again, and so does this test.
+    let r = support::eventually(
+        "a 202 for the first submission",
+        Duration::from_millis(200),
+        Duration::from_secs(30),
+        async || {
+            let r = http
+                .post(format!("{}/api/AsyncProcessingWorkAcceptor", handler.base))
+                .header(
+                    "Callback-Url",
+                    format!("{}/hook?token=callback-token-123", receiver.base),
+                )
+                .json(&json!({"id": "1", "customername": "Contoso"}))
+                .send()
+                .await
+                .unwrap();
+            match r.status().as_u16() {
+                202 => Some(r),
+                503 => None,
+                other => panic!(
+                    "the first submission answered {other}: {}",
+                    r.text().await.unwrap()
+                ),
+            }
+        },
+    )
+    .await;
     let location = r.headers()["location"].to_str().unwrap().to_string();
+    let id = location.rsplit('/').next().unwrap().to_string();
+    let deliveries = receiver.delivered(&id, Duration::from_secs(60)).await;
+    let webhook_signature = deliveries[0]
+        .header("webhook-signature")
+        .trim_start_matches("v1,")
+        .to_string();
+    assert!(!webhook_signature.is_empty());
     let r = http
         .get(format!("{location}?OnPending=Synchronous"))
         .send()
@@ -184,6 +230,10 @@ async fn no_secret_in_any_log_line_or_error_body() {
         logs.lines().count() > 20,
         "expected a debug-level run: {logs}"
     );
+    assert!(
+        logs.contains("callback failed; retrying later") && logs.contains("callback delivered"),
+        "the callback's failed attempt and its delivery are in the scanned logs"
+    );
     let decoded_key_hex: String = {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD
@@ -211,9 +261,21 @@ async fn no_secret_in_any_log_line_or_error_body() {
             !text.contains("SharedKey"),
             "a request signature is in {what}"
         );
+        assert!(
+            !text.contains(SIGNING_KEY),
+            "the signing secret is in {what}"
+        );
+        assert!(
+            !text.contains("callback-token-123"),
+            "the callback URL's token is in {what}"
+        );
+        assert!(
+            !text.contains(&webhook_signature),
+            "a webhook signature is in {what}"
+        );
     }
     println!(
-        "secrets scan: {} log lines and {} error bodies, no key, SAS signature or request signature",
+        "secrets scan: {} log lines and {} error bodies, no key, SAS signature, request signature, signing secret or callback token",
         logs.lines().count(),
         bodies.len()
     );

@@ -46,6 +46,9 @@ impl WorkQueue for CountingQueue {
     async fn send(&self, text: &str) -> Result<(), StoreError> {
         self.inner.send(text).await
     }
+    async fn send_delayed(&self, text: &str, delay: Duration) -> Result<(), StoreError> {
+        self.inner.send_delayed(text, delay).await
+    }
     async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, StoreError> {
         let got = self.inner.receive(max, visibility).await?;
         self.delivered.fetch_add(got.len(), Ordering::SeqCst);
@@ -81,6 +84,7 @@ fn service_on(
         records: Arc::new(MemoryRecordStore::new()),
         results: Arc::new(MemoryResultStore::new()),
         queue,
+        callbacks: Arc::new(MemoryWorkQueue::new()),
     };
     Arc::new(Service::new(
         Storage::same(stores),
@@ -100,6 +104,7 @@ async fn submit_one(service: &Service) -> OperationId {
         record,
         idempotency_key: None,
         traceparent: None,
+        callback_url: None,
     };
     let status_url = |id| format!("http://localhost/api/RequestStatus/{id}");
     service

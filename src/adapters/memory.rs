@@ -24,6 +24,7 @@ pub fn storage() -> Storage {
         records: Arc::new(MemoryRecordStore::new()),
         results: Arc::new(MemoryResultStore::new()),
         queue: Arc::new(MemoryWorkQueue::new()),
+        callbacks: Arc::new(MemoryWorkQueue::new()),
     })
 }
 
@@ -266,11 +267,15 @@ impl MemoryWorkQueue {
 #[async_trait]
 impl WorkQueue for MemoryWorkQueue {
     async fn send(&self, text: &str) -> Result<(), StoreError> {
+        self.send_delayed(text, Duration::ZERO).await
+    }
+
+    async fn send_delayed(&self, text: &str, delay: Duration) -> Result<(), StoreError> {
         lock(&self.state).messages.push(QueuedMessage {
             id: next_version(),
             text: text.to_string(),
             dequeue_count: 0,
-            visible_at: Instant::now(),
+            visible_at: Instant::now() + delay,
             pop_receipt: 0,
         });
         Ok(())

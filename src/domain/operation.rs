@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -122,6 +123,21 @@ pub struct Operation {
     pub status_url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<OperationError>,
+    /// How far the work has got (0 to 100), as it last reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent_complete: Option<u8>,
+    /// A small JSON status the work last reported with its progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_status: Option<Value>,
+    /// Where to announce the operation's end, when the submission asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<CallbackTarget>,
+}
+
+/// The receiver of an operation's completion callback, as validated at submission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallbackTarget {
+    pub url: String,
 }
 
 /// A change refused because the operation already ended.
@@ -145,6 +161,9 @@ impl Operation {
             expiration_date_time: now + retention,
             status_url,
             error: None,
+            percent_complete: None,
+            custom_status: None,
+            callback: None,
         }
     }
 
@@ -168,6 +187,10 @@ impl Operation {
         self.status = to;
         self.error = error;
         self.last_updated_date_time = now;
+        // Work that reported progress and succeeded is, by definition, all the way there.
+        if to == Status::Succeeded && self.percent_complete.is_some() {
+            self.percent_complete = Some(100);
+        }
         Ok(())
     }
 }

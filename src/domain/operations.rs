@@ -1,6 +1,8 @@
 //! The typed repository of what the service keeps in the record store: operation records
 //! (changed only by compare-and-swap on their version), claim-checked payloads, idempotency
-//! entries and the copies of poison messages. It alone knows the key layout and the JSON.
+//! entries, the copies of poison messages and the state of completion callbacks. It alone
+//! knows the key layout and the JSON. An operation's end is announced on the callbacks queue
+//! before it is written, so no ended operation can miss its callback.
 
 use std::sync::Arc;
 
@@ -10,10 +12,14 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use tokio::sync::Notify;
+
+use super::callback::message::CallbackMessage;
+use super::callback::record::CallbackRecord;
 use super::error::DomainError;
 use super::notifier::Notifier;
 use super::operation::{AlreadyEnded, Operation, OperationError, OperationId, Status};
-use super::ports::{Clock, ETag, RecordStore, StoreError};
+use super::ports::{Clock, ETag, RecordStore, StoreError, WorkQueue};
 
 /// How many times a compare-and-swap is retried when it keeps losing races.
 const CAS_ATTEMPTS: usize = 8;
@@ -21,6 +27,7 @@ const CAS_ATTEMPTS: usize = 8;
 const IDEMPOTENCY_PREFIX: &str = "idempotency/";
 const POISON_PREFIX: &str = "poison/";
 const OPERATIONS_PREFIX: &str = "operations/";
+const CALLBACKS_PREFIX: &str = "callbacks/";
 
 impl OperationId {
     /// The key of this operation's record in the record store.
@@ -31,6 +38,11 @@ impl OperationId {
     /// The key of a claim-checked request payload in the record store.
     pub fn payload_key(&self) -> String {
         format!("payloads/{self}")
+    }
+
+    /// The key of the state of this operation's completion callback.
+    pub fn callback_key(&self) -> String {
+        format!("{CALLBACKS_PREFIX}{self}")
     }
 
     /// The name of the result in the result store (`data/{id}.blobdata` on Azure Storage).
@@ -91,6 +103,7 @@ pub enum Kind {
     Operation,
     Idempotency,
     PoisonCopy,
+    Callback,
 }
 
 impl Kind {
@@ -99,6 +112,7 @@ impl Kind {
             Kind::Operation => OPERATIONS_PREFIX,
             Kind::Idempotency => IDEMPOTENCY_PREFIX,
             Kind::PoisonCopy => POISON_PREFIX,
+            Kind::Callback => CALLBACKS_PREFIX,
         }
     }
 }
@@ -108,6 +122,8 @@ pub struct Operations {
     clock: Arc<dyn Clock>,
     /// Told of every terminal state written here, so waiters in this process wake at once.
     notifier: Arc<Notifier>,
+    /// Where an operation with a callback announces its end, and who to wake when it does.
+    announce: Option<(Arc<dyn WorkQueue>, Arc<Notify>)>,
 }
 
 impl Operations {
@@ -120,7 +136,32 @@ impl Operations {
             records,
             clock,
             notifier,
+            announce: None,
         }
+    }
+
+    /// Announces the end of every operation that has a callback on `queue` (before the end is
+    /// written), waking `queued` each time.
+    pub fn announcing_to(mut self, queue: Arc<dyn WorkQueue>, queued: Arc<Notify>) -> Self {
+        self.announce = Some((queue, queued));
+        self
+    }
+
+    /// Queues the first delivery of `op`'s end. Queued before the end is written: a crash in
+    /// between leaves a message whose operation has not ended, which delivery drops, never an
+    /// ended operation without its message.
+    async fn announce_end(&self, op: &Operation) -> Result<(), DomainError> {
+        let Some((queue, queued)) = &self.announce else {
+            tracing::warn!(operation_id = %op.id, "no callbacks queue; the callback is not sent");
+            return Ok(());
+        };
+        let message = CallbackMessage::first(op.id, op.status, self.clock.now());
+        let text = message
+            .encode()
+            .map_err(|e| DomainError::Internal(format!("cannot encode a callback message: {e}")))?;
+        queue.send(&text).await?;
+        queued.notify_one();
+        Ok(())
     }
 
     /// Writes a new operation record; `AlreadyExists` if one is there.
@@ -145,6 +186,7 @@ impl Operations {
         mut known: Option<(Operation, ETag)>,
         change: impl Fn(&mut Operation, OffsetDateTime) -> Result<(), AlreadyEnded>,
     ) -> Result<Update, DomainError> {
+        let mut announced = false;
         for _ in 0..CAS_ATTEMPTS {
             let now = self.clock.now();
             let (mut op, etag) = match known.take() {
@@ -159,6 +201,12 @@ impl Operations {
             }
             if change(&mut op, now).is_err() {
                 return Ok(Update::AlreadyEnded(op));
+            }
+            // `change` ends only operations that had not ended, and always the same way: one
+            // announcement covers every retry of a lost race.
+            if op.status.is_terminal() && op.callback.is_some() && !announced {
+                self.announce_end(&op).await?;
+                announced = true;
             }
             match self
                 .records
@@ -181,10 +229,37 @@ impl Operations {
         ))
     }
 
-    /// Removes an operation's record and payload.
+    /// Removes an operation's record, payload and callback state.
     pub async fn remove(&self, id: OperationId) -> Result<(), StoreError> {
         self.records.delete(&id.payload_key()).await?;
+        self.records.delete(&id.callback_key()).await?;
         self.records.delete(&id.record_key()).await
+    }
+
+    /// The state of an operation's callback and its version, once a delivery was tried.
+    pub async fn load_callback(
+        &self,
+        id: OperationId,
+    ) -> Result<Option<(CallbackRecord, ETag)>, DomainError> {
+        match self.records.get(&id.callback_key()).await? {
+            Some((doc, etag)) => Ok(Some((from_json(&doc)?, etag))),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a callback's state: created when `etag` is `None`, else replaced at that version
+    /// (`AlreadyExists` or `PreconditionFailed` when another delivery got there first).
+    pub async fn save_callback(
+        &self,
+        record: &CallbackRecord,
+        etag: Option<&str>,
+    ) -> Result<ETag, StoreError> {
+        let key = record.operation_id.callback_key();
+        let doc = to_json(record)?;
+        match etag {
+            None => self.records.insert(&key, doc).await,
+            Some(etag) => self.records.replace(&key, doc, etag).await,
+        }
     }
 
     /// Stores a record too large for a queue message (kept if already there).
@@ -292,6 +367,9 @@ impl Operations {
             }
             Kind::PoisonCopy => {
                 from_json::<PoisonCopy>(&doc).map(|c| (None, c.expiration_date_time))
+            }
+            Kind::Callback => {
+                from_json::<CallbackRecord>(&doc).map(|c| (None, c.expiration_date_time))
             }
         };
         Ok(Some(match parsed {

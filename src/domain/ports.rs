@@ -1,5 +1,6 @@
 //! The domain's ports: the small traits it needs from the outside world (a record store,
-//! a result store, a work queue, a clock). Adapters in `crate::adapters` implement them.
+//! a result store, a work queue, a webhook sender, a clock). Adapters in `crate::adapters`
+//! implement them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,6 +117,8 @@ pub trait WorkQueue: Send + Sync + 'static {
     /// Enqueues a message. On Azure Storage the text is base64-encoded on the wire, as the
     /// Functions queue trigger expects by default.
     async fn send(&self, text: &str) -> Result<(), StoreError>;
+    /// Enqueues a message that stays invisible for `delay` first (a scheduled retry).
+    async fn send_delayed(&self, text: &str, delay: Duration) -> Result<(), StoreError>;
     /// Receives up to `max` visible messages and hides them for `visibility`.
     async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, StoreError>;
     /// Keeps a delivered message hidden for `visibility` from now (Update Message), so a
@@ -137,12 +140,14 @@ pub trait WorkQueue: Send + Sync + 'static {
     }
 }
 
-/// Handles on the three stores.
+/// Handles on the stores.
 #[derive(Clone)]
 pub struct Stores {
     pub records: Arc<dyn RecordStore>,
     pub results: Arc<dyn ResultStore>,
     pub queue: Arc<dyn WorkQueue>,
+    /// The completion callbacks' delivery queue (`<work queue>-callbacks`).
+    pub callbacks: Arc<dyn WorkQueue>,
 }
 
 /// The stores twice over: `requests`, whose calls an adapter may hold back while storage is
@@ -164,6 +169,39 @@ impl Storage {
             work: stores,
         }
     }
+}
+
+/// One webhook delivery: a POST of `body` with `headers` to `url`.
+#[derive(Debug, Clone)]
+pub struct WebhookRequest {
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Bytes,
+}
+
+/// How a webhook delivery went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookAnswer {
+    /// The receiver answered with `status` (redirects are not followed), and `Retry-After`
+    /// when it sent one that could be read.
+    Status {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+    /// No answer: a timeout, a refused or dropped connection, a name that does not resolve.
+    Unreachable(String),
+    /// The receiver's address is one the service must not call (private, loopback, ...).
+    Refused(String),
+}
+
+/// Sends completion callbacks, connecting only to addresses the callback policy allows.
+#[async_trait]
+pub trait Webhooks: Send + Sync + 'static {
+    /// Resolves the URL's host and checks every address (at submission). `Err` says why not.
+    async fn check(&self, url: &str) -> Result<(), String>;
+    /// Delivers one request, resolving and checking the host again and connecting to an
+    /// address that passed the check.
+    async fn post(&self, request: WebhookRequest) -> WebhookAnswer;
 }
 
 /// The wall clock, injectable so time-dependent rules are testable without sleeping.

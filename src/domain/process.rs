@@ -3,14 +3,17 @@
 //! last allowed delivery, which fails the operation before the message goes to the poison queue.
 //! Every step tolerates redelivery: a terminal state never changes.
 
+use std::sync::Mutex;
+
 use serde_json::{Map, Value};
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::error::DomainError;
 use super::message::{Payload, WorkMessage};
-use super::operation::{Operation, OperationError, OperationId, Status};
+use super::operation::{AlreadyEnded, Operation, OperationError, OperationId, Status};
 use super::operations::{self, Update};
 use super::ports::ETag;
+use super::progress::{Progress, ProgressFeed, WRITE_INTERVAL};
 use super::service::Service;
 use super::work::{WorkContext, WorkError};
 
@@ -112,14 +115,23 @@ impl Service {
                 .await;
         }
         info!("working");
+        let (progress, feed) = Progress::channel();
         let context = WorkContext {
             operation_id: id,
             submitted_at: message.submitted_at,
             started_at: self.clock.now(),
             status_url: started.status_url.clone(),
             dequeue_count,
+            progress,
         };
-        match self.work.perform(&context, record).await {
+        // Progress is written beside the work and stops with it, before the end is written.
+        let known = Mutex::new((started, version));
+        let performed = tokio::select! {
+            biased;
+            output = self.work.perform(&context, record) => output,
+            never = self.write_progress(id, &feed, &known) => match never {},
+        };
+        match performed {
             Ok(output) => {
                 let stored = self
                     .accepted
@@ -128,7 +140,7 @@ impl Service {
                     .await;
                 match stored {
                     Ok(_) => {
-                        let known = Some((started, version));
+                        let known = Some(known.into_inner().unwrap_or_else(|p| p.into_inner()));
                         self.finish(id, known, Status::Succeeded, None, dequeue_count)
                             .await
                     }
@@ -137,6 +149,44 @@ impl Service {
             }
             Err(WorkError::Permanent(m)) => self.fail(id, "WorkFailed", &m, dequeue_count).await,
             Err(WorkError::Transient(m)) => self.transient(id, m, dequeue_count).await,
+        }
+    }
+
+    /// Records the feed's reports for `id` until dropped (it never returns): at most one write
+    /// per `WRITE_INTERVAL`. `known` is the operation as this process last wrote it, kept
+    /// current, so a write needs no read unless something else changed the record.
+    async fn write_progress(
+        &self,
+        id: OperationId,
+        feed: &ProgressFeed,
+        known: &Mutex<(Operation, ETag)>,
+    ) -> std::convert::Infallible {
+        loop {
+            let report = feed.next().await;
+            let start = known.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let update = self
+                .accepted
+                .operations
+                .update(id, Some(start), |op, now| {
+                    if op.status != Status::Running {
+                        return Err(AlreadyEnded(op.status));
+                    }
+                    op.percent_complete = Some(report.percent);
+                    op.custom_status = report.custom_status.clone();
+                    op.last_updated_date_time = now;
+                    Ok(())
+                })
+                .await;
+            match update {
+                Ok(Update::Changed(op, etag)) => {
+                    *known.lock().unwrap_or_else(|p| p.into_inner()) = (op, etag);
+                }
+                Ok(Update::AlreadyEnded(op)) => {
+                    debug!(status = %op.status, "progress not recorded: the operation is no longer running");
+                }
+                Err(e) => warn!(error = %e, "could not record progress"),
+            }
+            tokio::time::sleep(WRITE_INTERVAL).await;
         }
     }
 

@@ -1,5 +1,5 @@
 //! The local retention sweep: deletes operations (with their results and payloads),
-//! idempotency keys and poison message copies past their retention. On Azure a storage
+//! idempotency keys, poison message copies and callback states past their retention. On Azure a storage
 //! lifecycle rule does this; the standalone service calls it now and then.
 
 use tracing::warn;
@@ -20,7 +20,12 @@ impl Service {
         let now = self.clock.now();
         let cutoff = now - self.retention();
         let mut purged = 0;
-        for kind in [Kind::Operation, Kind::Idempotency, Kind::PoisonCopy] {
+        for kind in [
+            Kind::Operation,
+            Kind::Idempotency,
+            Kind::PoisonCopy,
+            Kind::Callback,
+        ] {
             for key in operations.written_before(kind, cutoff).await? {
                 match operations.expiry_of(kind, &key).await? {
                     None => {}

@@ -1,7 +1,8 @@
 //! The original sample's work: a customer record with non-empty string fields `id` and
 //! `customername` comes back stamped with the request's fields and `ProcessedAt`, after an
-//! optional delay (`PROCESSING_DELAY_MS`) that makes the asynchrony visible. A record may ask
-//! it to fail, so failure and retries can be shown with curl.
+//! optional delay (`PROCESSING_DELAY_MS`) that makes the asynchrony visible, reporting its
+//! progress each quarter of it. A record may ask it to fail, so failure and retries can be
+//! shown with curl.
 
 use std::time::Duration;
 
@@ -55,7 +56,17 @@ impl Work for SampleWork {
         record: Map<String, Value>,
     ) -> Result<WorkOutput, WorkError> {
         if !self.delay.is_zero() {
-            tokio::time::sleep(self.delay).await;
+            // A quarter at a time, reporting each, so progress can be watched with curl.
+            for quarter in 1..=4u8 {
+                tokio::time::sleep(self.delay / 4).await;
+                if quarter < 4 {
+                    let status =
+                        serde_json::json!({ "stage": format!("quarter {quarter} of 4 done") });
+                    if let Err(e) = context.progress.report(quarter * 25, Some(status)) {
+                        return Err(WorkError::Permanent(e.to_string()));
+                    }
+                }
+            }
         }
         match record.get(SIMULATE_FAILURE_FIELD).and_then(Value::as_str) {
             Some("permanent") => {

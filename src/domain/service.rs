@@ -1,6 +1,6 @@
 //! The service: the stores, the work and the settings every use case shares. The use cases
 //! themselves live one to a file beside it (`submit`, `status`, `process`, `poison`,
-//! `retention`), each an `impl Service` block.
+//! `retention`, `callback::delivery`), each an `impl Service` block.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::callback::Callbacks;
 use super::notifier::Notifier;
 use super::operations::Operations;
 use super::ports::{Clock, ResultStore, Storage, Stores, WorkQueue};
@@ -49,14 +50,22 @@ pub(super) struct Side {
     pub(super) operations: Operations,
     pub(super) results: Arc<dyn ResultStore>,
     pub(super) queue: Arc<dyn WorkQueue>,
+    pub(super) callbacks: Arc<dyn WorkQueue>,
 }
 
 impl Side {
-    fn new(stores: Stores, clock: &Arc<dyn Clock>, notifier: &Arc<Notifier>) -> Self {
+    fn new(
+        stores: Stores,
+        clock: &Arc<dyn Clock>,
+        notifier: &Arc<Notifier>,
+        callback_queued: &Arc<Notify>,
+    ) -> Self {
         Self {
-            operations: Operations::new(stores.records, clock.clone(), notifier.clone()),
+            operations: Operations::new(stores.records, clock.clone(), notifier.clone())
+                .announcing_to(stores.callbacks.clone(), callback_queued.clone()),
             results: stores.results,
             queue: stores.queue,
+            callbacks: stores.callbacks,
         }
     }
 }
@@ -75,6 +84,10 @@ pub struct Service {
     pub(super) dead_lettered: Notify,
     /// Cancelled when the process begins to stop: synchronous waits answer at once then.
     pub(super) shutdown: CancellationToken,
+    /// Completion callbacks; without them a `Callback-Url` is refused.
+    pub(super) callbacks: Option<Callbacks>,
+    /// Signalled whenever this process queues a callback delivery.
+    pub(super) callback_queued: Arc<Notify>,
 }
 
 impl Service {
@@ -86,9 +99,10 @@ impl Service {
         shutdown: CancellationToken,
     ) -> Self {
         let notifier = Arc::new(Notifier::default());
+        let callback_queued = Arc::new(Notify::new());
         Self {
-            requests: Side::new(storage.requests, &clock, &notifier),
-            accepted: Side::new(storage.work, &clock, &notifier),
+            requests: Side::new(storage.requests, &clock, &notifier, &callback_queued),
+            accepted: Side::new(storage.work, &clock, &notifier, &callback_queued),
             work,
             wait_permits: Semaphore::new(settings.max_sync_waits),
             clock,
@@ -97,7 +111,25 @@ impl Service {
             enqueued: Notify::new(),
             dead_lettered: Notify::new(),
             shutdown,
+            callbacks: None,
+            callback_queued,
         }
+    }
+
+    /// Enables completion callbacks: submissions may name a `Callback-Url`.
+    pub fn with_callbacks(mut self, callbacks: Callbacks) -> Self {
+        self.callbacks = Some(callbacks);
+        self
+    }
+
+    /// The callbacks queue, for work already accepted (the standalone worker's receives).
+    pub fn callback_queue(&self) -> &Arc<dyn WorkQueue> {
+        &self.accepted.callbacks
+    }
+
+    /// Signalled whenever this process queues a callback delivery.
+    pub fn callback_queued(&self) -> &Notify {
+        &self.callback_queued
     }
 
     pub fn settings(&self) -> &ServiceSettings {

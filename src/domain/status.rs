@@ -1,11 +1,12 @@
 //! Reading an operation: its state, a wait for it to end (`OnPending=Synchronous`), its
-//! cancellation, and its result (a short-lived link, or the bytes).
+//! cancellation, its callback's state, and its result (a short-lived link, or the bytes).
 
 use std::time::Duration;
 
 use tracing::{info, info_span, Instrument};
 
 use super::error::DomainError;
+use super::monitor::CallbackView;
 use super::operation::{Operation, OperationId, Status};
 use super::operations::Update;
 use super::ports::ResultBody;
@@ -18,6 +19,21 @@ impl Service {
             Some((op, _)) if !op.is_expired(self.clock.now()) => Ok(op),
             _ => Err(DomainError::NotFound),
         }
+    }
+
+    /// The state of `op`'s completion callback, when it asked for one. Before the end there is
+    /// nothing to read (delivery starts at the end); after it, one read of the callback state.
+    pub async fn callback_view(&self, op: &Operation) -> Result<Option<CallbackView>, DomainError> {
+        if op.callback.is_none() {
+            return Ok(None);
+        }
+        if !op.status.is_terminal() {
+            return Ok(Some(CallbackView::pending()));
+        }
+        let record = self.requests.operations.load_callback(op.id).await?;
+        Ok(Some(
+            record.map_or_else(CallbackView::pending, |(r, _)| r.view()),
+        ))
     }
 
     /// Cancels a pending operation; one that already ended answers `AlreadyEnded`.

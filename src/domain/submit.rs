@@ -1,16 +1,21 @@
 //! Submitting work: the operation is recorded, then its message queued, and only then is the
 //! submission accepted; with an `Idempotency-Key`, a repeat of the same request answers the
-//! same operation and queues nothing twice.
+//! same operation and queues nothing twice. A `Callback-Url` is checked (form and addresses)
+//! before anything is recorded.
 
 use serde_json::{Map, Value};
 use tracing::{info, info_span, warn, Instrument};
 
 use super::error::DomainError;
 use super::message::{Payload, WorkMessage};
-use super::operation::{Operation, OperationId};
+use super::operation::{CallbackTarget, Operation, OperationId};
 use super::operations::{sha256_hex, IdempotencyEntry};
 use super::ports::StoreError;
 use super::service::Service;
+use super::submission::InvalidSubmission;
+
+/// The header a submission names its callback in (refusals name it).
+pub const CALLBACK_URL_HEADER: &str = "Callback-Url";
 
 /// How many times an idempotency key is re-read when it keeps changing under us.
 const KEY_ATTEMPTS: usize = 8;
@@ -21,6 +26,8 @@ pub struct SubmitRequest {
     pub record: Map<String, Value>,
     pub idempotency_key: Option<String>,
     pub traceparent: Option<String>,
+    /// The `Callback-Url` the submission named, as sent.
+    pub callback_url: Option<String>,
 }
 
 /// A submission's answer: the operation, and whether it is a replay of an earlier submission.
@@ -42,13 +49,18 @@ impl Service {
         self.work
             .validate(&request.record)
             .map_err(DomainError::Invalid)?;
+        let callback = match &request.callback_url {
+            None => None,
+            Some(raw) => Some(self.check_callback(raw).await?),
+        };
+        let callback = callback.as_ref();
         match request.idempotency_key.clone() {
             None => {
                 let id = OperationId::new_random();
                 let span = info_span!("submit", operation_id = %id);
                 async {
                     let op = self
-                        .accept(id, &request, status_url(id), false)
+                        .accept(id, &request, callback, status_url(id), false)
                         .await
                         .inspect_err(|e| warn!(error = %e, "submission not accepted"))?;
                     info!("accepted");
@@ -60,19 +72,50 @@ impl Service {
                 .instrument(span)
                 .await
             }
-            Some(key) => self.submit_idempotent(&key, &request, status_url).await,
+            Some(key) => {
+                self.submit_idempotent(&key, &request, callback, status_url)
+                    .await
+            }
         }
+    }
+
+    /// Checks a `Callback-Url`: its form, then every address its host resolves to.
+    async fn check_callback(&self, raw: &str) -> Result<CallbackTarget, DomainError> {
+        let refuse = |detail: String| {
+            DomainError::Invalid(InvalidSubmission::field(
+                CALLBACK_URL_HEADER,
+                format!("the {CALLBACK_URL_HEADER} header {detail}"),
+            ))
+        };
+        let Some(callbacks) = &self.callbacks else {
+            return Err(refuse(
+                "cannot be used: callbacks are not enabled here".into(),
+            ));
+        };
+        let url = callbacks.settings.policy.check_url(raw).map_err(refuse)?;
+        if url.ip.is_none() {
+            callbacks.webhooks.check(&url.url).await.map_err(refuse)?;
+        }
+        Ok(CallbackTarget { url: url.url })
     }
 
     async fn submit_idempotent(
         &self,
         key: &str,
         request: &SubmitRequest,
+        callback: Option<&CallbackTarget>,
         status_url: &(dyn Fn(OperationId) -> String + Sync),
     ) -> Result<Accepted, DomainError> {
         let operations = &self.requests.operations;
         // serde_json's map is ordered by key, so this hash ignores key order and white space.
-        let body_hash = sha256_hex(Value::Object(request.record.clone()).to_string().as_bytes());
+        // The callback is part of the request: the same body with another callback is not a
+        // replay.
+        let mut hashed = Value::Object(request.record.clone()).to_string();
+        if let Some(callback) = callback {
+            hashed.push('\n');
+            hashed.push_str(&callback.url);
+        }
+        let body_hash = sha256_hex(hashed.as_bytes());
         let now = self.clock.now();
         let fresh = IdempotencyEntry {
             operation_id: OperationId::new_random(),
@@ -110,7 +153,9 @@ impl Service {
                 }
                 // First time here, or an earlier attempt stopped before its message was queued.
                 let replayed = entry.operation_id != fresh.operation_id;
-                let op = self.accept(id, request, status_url(id), true).await?;
+                let op = self
+                    .accept(id, request, callback, status_url(id), true)
+                    .await?;
                 let done = IdempotencyEntry {
                     enqueued: true,
                     ..entry
@@ -142,13 +187,18 @@ impl Service {
         &self,
         id: OperationId,
         request: &SubmitRequest,
+        callback: Option<&CallbackTarget>,
         status_url: String,
         tolerate_existing: bool,
     ) -> Result<Operation, DomainError> {
         let operations = &self.requests.operations;
         let now = self.clock.now();
         let mut operation = Operation::new(id, status_url.clone(), now, self.retention());
+        operation.callback = callback.cloned();
         let record_version = match operations.create(&operation).await {
+            // The worker rebuilds the record from the message when it names a version; the
+            // message does not carry the callback, so a record with one is read instead.
+            Ok(_) if callback.is_some() => None,
             Ok(etag) => Some(etag),
             Err(StoreError::AlreadyExists) if tolerate_existing => {
                 if let Some((stored, _)) = operations.load(id).await? {

@@ -9,10 +9,11 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
 use super::operation::OperationId;
+use super::progress::Progress;
 use super::submission::InvalidSubmission;
 
-/// What the work knows of the operation it is doing. More may be added (progress reporting
-/// is planned), so it cannot be built outside this crate, and the trait need not change.
+/// What the work knows of the operation it is doing, and where it reports progress. More may
+/// be added, so it cannot be built outside this crate, and the trait need not change.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct WorkContext {
@@ -24,6 +25,8 @@ pub struct WorkContext {
     pub status_url: String,
     /// This attempt's number (1 on the first delivery).
     pub dequeue_count: u32,
+    /// Where to report how far the work has got (`percentComplete`, `customStatus`).
+    pub progress: Progress,
 }
 
 /// What the work produces: the result stored at `data/{id}.blobdata`.

@@ -16,6 +16,7 @@ FUNCTIONS = [
     "AsyncOperationStatusMonitor",
     "AsyncOperationCancel",
     "AsyncProcessingPoisonWorker",
+    "AsyncProcessingCallbackWorker",
 ]
 
 

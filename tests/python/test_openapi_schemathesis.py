@@ -25,11 +25,14 @@ CHECKS = ",".join([
 ])
 
 
+# One worker: with two, schemathesis's threads sometimes stop on "SystemError: AST constructor
+# recursion depth mismatch", a CPython 3.11 fault in ast.parse (which hypothesis calls to
+# describe filters), not a finding; one worker takes no longer on these 2-core machines.
 def test_schemathesis_finds_nothing(server, tmp_path):
     cli = Path(sys.executable).parent / "schemathesis"
     run = subprocess.run(
         [str(cli), "run", str(ROOT / "openapi" / "openapi.yaml"), "--url", server,
-         "--checks", CHECKS, "--max-examples", "40", "--workers", "2",
+         "--checks", CHECKS, "--max-examples", "40", "--workers", "1",
          "--seed", "20261125", "--no-color", "--report-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )

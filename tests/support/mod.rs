@@ -1,6 +1,6 @@
 //! Shared helpers for the black-box tests: Azurite (one shared instance per run, or a private
 //! one), servers on port 0 (in-process or the real binary), a bounded poll, the contract macro
-//! that runs a suite on every backend, and a plain HTTP client.
+//! that runs a suite on every backend, a plain HTTP client, and a webhook receiver.
 #![allow(dead_code, unused_macros, unused_imports)]
 
 pub mod app;
@@ -9,6 +9,7 @@ pub mod contract;
 pub mod host;
 pub mod identity;
 pub mod poll;
+pub mod receiver;
 pub mod work;
 
 pub(crate) use contract::contract;

@@ -42,7 +42,8 @@ pub struct AzureSettings {
     pub extra_roots: Vec<reqwest::Certificate>,
     /// How long a result link lives: a user-delegation key must outlive it.
     pub link_life: Duration,
-    /// The work queue; the poison queue is `<queue_name>-poison`.
+    /// The work queue; the poison queue is `<queue_name>-poison`, the callbacks queue
+    /// `<queue_name>-callbacks` (see `callback_queue_name`).
     pub queue_name: String,
     /// Results, as `<uuid>.blobdata`.
     pub results_container: String,
@@ -57,11 +58,19 @@ pub struct AzureSettings {
     pub max_concurrent_calls: usize,
 }
 
+impl AzureSettings {
+    /// The completion callbacks' delivery queue (`callbacks.function.json` names it).
+    pub fn callback_queue_name(&self) -> String {
+        format!("{}-callbacks", self.queue_name)
+    }
+}
+
 /// The adapters over one transport.
 struct Side {
     records: blobs::BlobRecordStore,
     results: blobs::BlobResultStore,
     queue: queue::StorageQueue,
+    callbacks: queue::StorageQueue,
 }
 
 impl Side {
@@ -70,6 +79,7 @@ impl Side {
             records: Arc::new(self.records),
             results: Arc::new(self.results),
             queue: Arc::new(self.queue),
+            callbacks: Arc::new(self.callbacks),
         }
     }
 }
@@ -191,16 +201,23 @@ fn side(
             queues.queue_client(&settings.queue_name),
             queues.queue_client(format!("{}-poison", settings.queue_name)),
         ),
+        // The host gives a failing callback message a poison queue too; it is created here
+        // so that it is there to look at.
+        callbacks: queue::StorageQueue::new(
+            queues.queue_client(settings.callback_queue_name()),
+            queues.queue_client(format!("{}-poison", settings.callback_queue_name())),
+        ),
     }
 }
 
 impl Unprepared {
-    /// Creates the containers and both queues if they are missing (and so proves that the
-    /// account answers and the credentials are good).
+    /// Creates the containers and the queues (work, callbacks, and their poison queues) if they
+    /// are missing (and so proves that the account answers and the credentials are good).
     pub async fn prepare(&self) -> Result<(), StoreError> {
         self.requests.records.create_container().await?;
         self.requests.results.create_container().await?;
         self.requests.queue.create_queues().await?;
+        self.requests.callbacks.create_queues().await?;
         // Result links need a delegation key: a missing role shows now, not at the first 302.
         if let Some(keys) = &self.delegation {
             keys.fetch_once().await?;

@@ -75,7 +75,22 @@ fn decode(raw: &str) -> String {
 #[async_trait]
 impl WorkQueue for StorageQueue {
     async fn send(&self, text: &str) -> Result<(), StoreError> {
-        let put = || self.queue.put_message(encode(text)).into_future();
+        self.send_delayed(text, Duration::ZERO).await
+    }
+
+    async fn send_delayed(&self, text: &str, delay: Duration) -> Result<(), StoreError> {
+        // The service takes whole seconds of initial invisibility; round up, never down to
+        // "now" for a retry that asked to wait.
+        let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+        let put = || {
+            let put = self.queue.put_message(encode(text));
+            if seconds == 0 {
+                put.into_future()
+            } else {
+                put.visibility_timeout(VisibilityTimeout::new(Duration::from_secs(seconds)))
+                    .into_future()
+            }
+        };
         match put().await {
             Err(e) if is_missing_parent(&e) => {
                 self.heal().await?;

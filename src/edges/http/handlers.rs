@@ -6,8 +6,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures::{Stream, StreamExt};
-use serde::Serialize;
-use time::OffsetDateTime;
 use warp::http::{header, StatusCode};
 use warp::Reply;
 
@@ -16,58 +14,17 @@ use super::query::{OnComplete, OnPending, StatusQuery};
 use super::request::{read_body, Request};
 use super::response::{json_response, set};
 use super::state::HttpState;
+use crate::domain::monitor::{monitor_url, CallbackView, StatusDocument, STATUS_PATH};
+use crate::domain::submit::CALLBACK_URL_HEADER;
 use crate::domain::SubmitRequest;
-use crate::domain::{submission, DomainError, Operation, OperationError, OperationId, Status};
+use crate::domain::{submission, DomainError, Operation, OperationId, Status};
 
 type Answer = Result<warp::reply::Response, Problem>;
 
-const STATUS_PATH: &str = "/api/RequestStatus/";
-const MONITOR_PATH: &str = "/api/operations/";
-
-/// The status monitor's URL, derived from the status URL handed out at submission.
-fn monitor_url(op: &Operation) -> String {
-    let suffix = format!("{STATUS_PATH}{}", op.id);
-    match op.status_url.strip_suffix(&suffix) {
-        Some(base) => format!("{base}{MONITOR_PATH}{}", op.id),
-        None => format!("{MONITOR_PATH}{}", op.id),
-    }
-}
-
-/// The JSON status body: the Azure REST API guidelines' status monitor fields, plus the URLs.
-/// The JSON status body (the 202, `OnPending=OK`, DELETE and the status monitor). Typed rather
-/// than built as a `Value`, which costs a map and a string per field on the hottest path;
-/// fields in alphabetical order, as the `Value` form had them.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct StatusBody<'a> {
-    #[serde(with = "time::serde::rfc3339")]
-    created_date_time: OffsetDateTime,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a OperationError>,
-    #[serde(with = "time::serde::rfc3339")]
-    expiration_date_time: OffsetDateTime,
-    id: String,
-    #[serde(with = "time::serde::rfc3339")]
-    last_updated_date_time: OffsetDateTime,
-    operation_location: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resource_location: Option<&'a str>,
-    status: &'static str,
-    status_url: &'a str,
-}
-
-fn status_body(op: &Operation) -> StatusBody<'_> {
-    StatusBody {
-        created_date_time: op.created_date_time,
-        error: op.error.as_ref(),
-        expiration_date_time: op.expiration_date_time,
-        id: op.id.to_string(),
-        last_updated_date_time: op.last_updated_date_time,
-        operation_location: monitor_url(op),
-        resource_location: (op.status == Status::Succeeded).then_some(op.status_url.as_str()),
-        status: op.status.as_str(),
-        status_url: &op.status_url,
-    }
+/// The status document where no callback state was read: a callback is pending until its
+/// operation has ended and the delivery is tried (the status monitor reads the state itself).
+fn status_body(op: &Operation) -> StatusDocument<'_> {
+    StatusDocument::new(op, op.callback.as_ref().map(|_| CallbackView::pending()))
 }
 
 fn domain_problem(state: &HttpState, e: DomainError) -> Problem {
@@ -118,6 +75,37 @@ fn declares_no_body(req: &Request) -> bool {
     }
 }
 
+/// The `Callback-Url` header, and `Callback-Events`, which may name only the end
+/// (`completed`): progress is read from the status monitor, not pushed (docs/api.md).
+fn callback_url(req: &Request) -> Result<Option<String>, Problem> {
+    if let Some(events) = req.headers.get("callback-events") {
+        if events.as_bytes() != b"completed" {
+            return Err(Problem::invalid_field(
+                "Callback-Events",
+                "the Callback-Events header may only be `completed`: callbacks announce the \
+                 operation's end; progress is on the status monitor (percentComplete)",
+            ));
+        }
+    }
+    let mut values = req.headers.get_all(CALLBACK_URL_HEADER).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Problem::invalid_field(
+            CALLBACK_URL_HEADER,
+            "the Callback-Url header may be sent once",
+        ));
+    }
+    match value.to_str() {
+        Ok(url) if !url.trim().is_empty() => Ok(Some(url.trim().to_string())),
+        _ => Err(Problem::invalid_field(
+            CALLBACK_URL_HEADER,
+            "the Callback-Url header must be an absolute URL in visible ASCII",
+        )),
+    }
+}
+
 /// `POST /api/AsyncProcessingWorkAcceptor`
 pub async fn submit(state: &HttpState, mut req: Request) -> Answer {
     let content_type = req
@@ -148,6 +136,7 @@ pub async fn submit(state: &HttpState, mut req: Request) -> Answer {
             Some(key.to_string())
         }
     };
+    let callback_url = callback_url(&req)?;
     let base = state
         .settings
         .urls
@@ -160,6 +149,7 @@ pub async fn submit(state: &HttpState, mut req: Request) -> Answer {
         record,
         idempotency_key,
         traceparent: traceparent(&req),
+        callback_url,
     };
     let status_url = |id: OperationId| format!("{base}{STATUS_PATH}{id}");
     let accepted = state
@@ -317,7 +307,12 @@ pub async fn monitor(state: &HttpState, raw_id: &str) -> Answer {
         .get(id)
         .await
         .map_err(|e| domain_problem(state, e))?;
-    let mut r = json_response(StatusCode::OK, &status_body(&op))?;
+    let callback = state
+        .service
+        .callback_view(&op)
+        .await
+        .map_err(|e| domain_problem(state, e))?;
+    let mut r = json_response(StatusCode::OK, &StatusDocument::new(&op, callback))?;
     if !op.status.is_terminal() {
         set(
             &mut r,

@@ -1,6 +1,6 @@
-//! The Functions host's invocation protocol for the two queue triggers: the host POSTs
-//! `/AsyncProcessingBackgroundWorker` (the work queue) or `/AsyncProcessingPoisonWorker` (its
-//! poison queue) with `{"Data": {...}, "Metadata": {...}}` and expects `200` with
+//! The Functions host's invocation protocol for the three queue triggers: the host POSTs
+//! `/AsyncProcessingBackgroundWorker` (the work queue), `/AsyncProcessingPoisonWorker` (its
+//! poison queue) or `/AsyncProcessingCallbackWorker` (the callbacks queue) with `{"Data": {...}, "Metadata": {...}}` and expects `200` with
 //! `{"Outputs", "Logs", "ReturnValue"}`; any other status is a failed invocation. Parsed
 //! leniently where the host is loose (extra quotes, strings for numbers), and distrustful where
 //! the host lets the message speak: it copies a JSON message's top-level fields into
@@ -21,6 +21,8 @@ use crate::domain::Outcome;
 pub const QUEUE_ITEM_BINDING: &str = "myQueueItem";
 /// The binding name in `AsyncProcessingPoisonWorker/function.json`.
 pub const POISON_ITEM_BINDING: &str = "poisonQueueItem";
+/// The binding name in `AsyncProcessingCallbackWorker/function.json`.
+pub const CALLBACK_ITEM_BINDING: &str = "callbackQueueItem";
 
 /// The keys the host itself puts in a queue invocation's `Metadata` (the queue trigger's binding
 /// data, and `sys`), which a message's own top-level fields override (`Utility.ApplyBindingData`,
@@ -196,6 +198,20 @@ pub async fn handle_poison(
     let message_id = invocation.message_id();
     let outcome = state.service.poisoned(&text, &message_id).await;
     let line = format!("poison message {message_id}: {outcome:?}");
+    answer(outcome, line)
+}
+
+/// `POST /AsyncProcessingCallbackWorker`: one delivery attempt of a completion callback. A
+/// receiver's failure still answers `200`: the next attempt is already queued with its own
+/// delay, far longer than the host's retries would wait; non-2xx only when storage is away.
+pub async fn handle_callback(
+    state: &HttpState,
+    mut req: Request,
+) -> Result<warp::reply::Response, Problem> {
+    let (invocation, text) = read_invocation(state, &mut req, CALLBACK_ITEM_BINDING).await?;
+    let message_id = invocation.message_id();
+    let outcome = state.service.deliver_callback(&text).await;
+    let line = format!("callback message {message_id}: {outcome:?}");
     answer(outcome, line)
 }
 

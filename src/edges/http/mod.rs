@@ -121,6 +121,9 @@ async fn dispatch(state: &HttpState, req: Request) -> warp::reply::Response {
         (["asyncprocessingpoisonworker"], &Method::POST) if state.settings.host_mode => {
             invocation::handle_poison(state, req).await
         }
+        (["asyncprocessingcallbackworker"], &Method::POST) if state.settings.host_mode => {
+            invocation::handle_callback(state, req).await
+        }
         _ => Err(Problem::route_not_found()),
     };
     result.unwrap_or_else(|p| p.into_response(&path))
