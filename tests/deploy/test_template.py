@@ -219,15 +219,23 @@ def test_containers_are_private_and_queues_exist(template):
     assert all(c["properties"]["publicAccess"] == "None" for c in containers)
     queues = resources_of(template, "Microsoft.Storage/storageAccounts/queueServices/queues")
     assert {variables["queueName"], variables["poisonQueueName"]} == {"outqueue", "outqueue-poison"}
-    assert len(queues) == 2
+    assert (variables["callbackQueueName"], variables["callbackPoisonQueueName"]) == (
+        "outqueue-callbacks", "outqueue-callbacks-poison")
+    assert len(queues) == 4
+    for name in ("queueName", "poisonQueueName", "callbackQueueName", "callbackPoisonQueueName"):
+        assert any(f"variables('{name}')" in q["name"] for q in queues), name
     # The queue the trigger listens on is the one the template creates.
     binding = json.loads((ROOT / "AsyncProcessingBackgroundWorker" / "function.json").read_text())
     assert binding["bindings"][0]["queueName"] == variables["queueName"]
     # And the poison function listens on the poison queue the template creates.
     poison = json.loads((ROOT / "AsyncProcessingPoisonWorker" / "function.json").read_text())
     assert poison["bindings"][0]["queueName"] == variables["poisonQueueName"]
-    # Both triggers use the host's connection, the identity-based AzureWebJobsStorage__* settings.
-    assert binding["bindings"][0]["connection"] == poison["bindings"][0]["connection"] == "AzureWebJobsStorage"
+    # And the callback function listens on the callbacks queue the template creates.
+    callbacks = json.loads((ROOT / "AsyncProcessingCallbackWorker" / "function.json").read_text())
+    assert callbacks["bindings"][0]["queueName"] == variables["callbackQueueName"]
+    # The triggers use the host's connection, the identity-based AzureWebJobsStorage__* settings.
+    assert (binding["bindings"][0]["connection"] == poison["bindings"][0]["connection"]
+            == callbacks["bindings"][0]["connection"] == "AzureWebJobsStorage")
 
 
 def test_lifecycle_rule_deletes_after_the_announced_retention(template):
@@ -404,11 +412,16 @@ def test_role_assignments_and_their_scopes(template, plan, identity):
          f"Microsoft.Storage/storageAccounts/{account}/queueServices/default/queues/{variables['queueName']}"),
         (STORAGE_QUEUE_DATA_CONTRIBUTOR,
          f"Microsoft.Storage/storageAccounts/{account}/queueServices/default/queues/{variables['poisonQueueName']}"),
+        # The completion callbacks' attempts, and the messages the host gives up on.
+        (STORAGE_QUEUE_DATA_CONTRIBUTOR,
+         f"Microsoft.Storage/storageAccounts/{account}/queueServices/default/queues/{variables['callbackQueueName']}"),
+        (STORAGE_QUEUE_DATA_CONTRIBUTOR,
+         f"Microsoft.Storage/storageAccounts/{account}/queueServices/default/queues/{variables['callbackPoisonQueueName']}"),
     }
-    assert len(role_assignments(resources)) == 3
+    assert len(role_assignments(resources)) == 5
     assert STORAGE_TABLE_DATA_CONTRIBUTOR not in {r for r, _ in got}, "nothing here uses tables"
     names = [a["name"] for a in role_assignments(resources)]
-    assert len(set(names)) == 3, "role assignment names must differ"
+    assert len(set(names)) == 5, "role assignment names must differ"
     for a in role_assignments(resources):
         assert a["properties"]["roleDefinitionId"].startswith("/subscriptions/")
         assert a["properties"]["principalType"] == "ServicePrincipal"
