@@ -29,7 +29,7 @@ step "Python test tools (pinned) into .tools/venv and .tools/checkov"
 venv venv tests/requirements.txt
 venv checkov tests/requirements-checkov.txt
 
-step "One shared Azurite for the run (tests keep apart by their own queue and container names)"
+step "The run's shared Azurites, by key and in OAuth mode over HTTPS (tests keep apart by their own queue and container names)"
 source scripts/shared-azurite.sh
 start_shared_azurite
 
