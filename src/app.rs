@@ -21,6 +21,7 @@ use crate::domain::ports::{Storage, StoreError, SystemClock};
 use crate::domain::work::Work;
 use crate::domain::Service;
 use crate::edges::callback_worker::{self, CallbackWorkerSettings};
+use crate::edges::consumer::ConsumerGauges;
 use crate::edges::http::public_url::UrlPolicy;
 use crate::edges::http::state::{HttpSettings, HttpState};
 use crate::edges::http::{self, server};
@@ -173,10 +174,13 @@ pub async fn start_with(
         shutdown.clone(),
     ));
     let mut background = Vec::new();
+    let work_gauges = Arc::new(ConsumerGauges::default());
+    let callback_gauges = Arc::new(ConsumerGauges::default());
     if !host_mode {
         background.push(tokio::spawn(worker::run(
             service.clone(),
             config.worker.clone(),
+            work_gauges.clone(),
             shutdown.clone(),
         )));
         background.push(tokio::spawn(callback_worker::run(
@@ -191,6 +195,7 @@ pub async fn start_with(
                     .max(config.callbacks.timeout * 3),
                 max_poll_interval: config.worker.max_poll_interval,
             },
+            callback_gauges.clone(),
             shutdown.clone(),
         )));
         background.push(tokio::spawn(sweep(
@@ -227,11 +232,15 @@ pub async fn start_with(
 }
 
 /// Deletes what is past its retention, now and then (standalone only; on Azure a storage
-/// lifecycle rule does it).
+/// lifecycle rule does it). Every instance sweeps: a sweep with nothing to remove is one
+/// listing call per kind of document (`Service::purge_expired`), the same as the lease call
+/// that would elect one sweeper, so N instances cost N listings a period and no more; each
+/// waits a random 0.5x to 1.5x of the period, so their sweeps spread out instead of
+/// listing (and racing to delete the same expired documents) at the same moment.
 async fn sweep(service: Arc<Service>, every: Duration, shutdown: CancellationToken) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(jittered(every)) => {}
             _ = shutdown.cancelled() => return,
         }
         match service.purge_expired().await {
@@ -240,6 +249,12 @@ async fn sweep(service: Arc<Service>, every: Duration, shutdown: CancellationTok
             Err(e) => warn!(error = %e, "retention sweep failed; will try again"),
         }
     }
+}
+
+/// `every` scaled by a random factor in [0.5, 1.5).
+fn jittered(every: Duration) -> Duration {
+    let random = (uuid::Uuid::new_v4().as_u128() & 0xffff) as f64 / 65536.0;
+    every.mul_f64(0.5 + random)
 }
 
 impl RunningApp {
@@ -261,5 +276,19 @@ impl RunningApp {
         } else {
             info!("stopped");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweeps_wait_between_half_and_one_and_a_half_periods_and_vary() {
+        let every = Duration::from_secs(60);
+        let waits: Vec<_> = (0..200).map(|_| jittered(every)).collect();
+        assert!(waits.iter().all(|w| *w >= every / 2 && *w < every * 3 / 2));
+        let distinct: std::collections::HashSet<_> = waits.iter().collect();
+        assert!(distinct.len() > 100, "random, not one fixed wait");
     }
 }

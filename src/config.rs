@@ -103,6 +103,7 @@ impl Config {
             Duration::from_millis(v.number("STORAGE_TIMEOUT_MS", 3000, 100, 120_000)?);
         let max_retries = v.number("STORAGE_MAX_RETRIES", 2, 0, 10)? as u32;
         let max_concurrent_calls = v.number("STORAGE_MAX_CONCURRENT_CALLS", 32, 1, 4096)? as usize;
+        let worker_concurrency = v.number("WORKER_CONCURRENCY", 16, 1, 1024)? as usize;
         let sas_expiry = v.number("SAS_EXPIRY_SECONDS", 600, 1, 7 * 24 * 3600)?;
         let extra_roots = storage::extra_roots(&v)?;
         let storage = match storage::account(&v)? {
@@ -117,6 +118,7 @@ impl Config {
                 request_timeout,
                 max_retries,
                 max_concurrent_calls,
+                work_max_in_flight: worker_concurrency,
             })),
         };
         let public_base_url = match v.get("PUBLIC_BASE_URL") {
@@ -173,7 +175,7 @@ impl Config {
             )?),
             service,
             worker: WorkerSettings {
-                concurrency: v.number("WORKER_CONCURRENCY", 16, 1, 1024)? as usize,
+                concurrency: worker_concurrency,
                 visibility_timeout: Duration::from_secs(v.number(
                     "VISIBILITY_TIMEOUT_SECONDS",
                     30,

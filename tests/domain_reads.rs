@@ -46,17 +46,26 @@ impl Clock for ManualClock {
 struct CountingRecords {
     inner: MemoryRecordStore,
     gets: AtomicUsize,
+    writes: AtomicUsize,
+    listings: AtomicUsize,
 }
 
 impl CountingRecords {
     fn gets(&self) -> usize {
         self.gets.load(Ordering::SeqCst)
     }
+    fn writes(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+    fn listings(&self) -> usize {
+        self.listings.load(Ordering::SeqCst)
+    }
 }
 
 #[async_trait]
 impl RecordStore for CountingRecords {
     async fn insert(&self, key: &str, doc: Bytes) -> Result<ETag, StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.insert(key, doc).await
     }
     async fn get(&self, key: &str) -> Result<Option<(Bytes, ETag)>, StoreError> {
@@ -64,9 +73,11 @@ impl RecordStore for CountingRecords {
         self.inner.get(key).await
     }
     async fn replace(&self, key: &str, doc: Bytes, etag: &str) -> Result<ETag, StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.replace(key, doc, etag).await
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.delete(key).await
     }
     async fn list_written_before(
@@ -74,6 +85,7 @@ impl RecordStore for CountingRecords {
         prefix: &str,
         cutoff: OffsetDateTime,
     ) -> Result<Vec<String>, StoreError> {
+        self.listings.fetch_add(1, Ordering::SeqCst);
         self.inner.list_written_before(prefix, cutoff).await
     }
 }
@@ -93,6 +105,8 @@ fn fixture_with_clock(work: Arc<dyn Work>, clock: Arc<dyn Clock>) -> Fixture {
     let records = Arc::new(CountingRecords {
         inner: MemoryRecordStore::with_clock(clock.clone()),
         gets: AtomicUsize::new(0),
+        writes: AtomicUsize::new(0),
+        listings: AtomicUsize::new(0),
     });
     let results = Arc::new(MemoryResultStore::new());
     let queue = Arc::new(MemoryWorkQueue::new());
@@ -253,18 +267,23 @@ async fn a_cancel_while_running_beats_the_workers_remembered_version() {
     assert!(f.results.open(&id.result_name()).await.unwrap().is_none());
 }
 
+/// What a sweep costs with nothing to remove: one listing per kind of document (operations,
+/// idempotency keys, poison copies, callbacks), whatever the number of live operations, so
+/// every standalone instance can sweep (`app::sweep`) without multiplying more than that.
 #[tokio::test]
-async fn a_sweep_over_live_operations_reads_nothing() {
+async fn a_sweep_over_live_operations_costs_one_listing_per_kind_and_reads_nothing() {
     let f = fixture(Arc::new(SampleWork::default()));
-    for _ in 0..3 {
+    for _ in 0..50 {
         submit_and_take(&f).await;
     }
-    let reads = f.records.gets();
-
-    assert_eq!(f.service.purge_expired().await.unwrap(), 0);
-
-    // None was written a whole retention period ago, so none could have expired.
-    assert_eq!(f.records.gets(), reads);
+    let (reads, writes) = (f.records.gets(), f.records.writes());
+    for instance in 1..=3 {
+        assert_eq!(f.service.purge_expired().await.unwrap(), 0);
+        // None was written a whole retention period ago, so none could have expired.
+        assert_eq!(f.records.gets(), reads);
+        assert_eq!(f.records.writes(), writes);
+        assert_eq!(f.records.listings(), 4 * instance);
+    }
 }
 
 #[tokio::test]

@@ -127,7 +127,12 @@ async fn work_outlasting_the_visibility_timeout_keeps_its_message_hidden() {
         max_poll_interval: Duration::from_millis(100),
     };
     let stop = CancellationToken::new();
-    let running = tokio::spawn(worker::run(service.clone(), settings, stop.clone()));
+    let running = tokio::spawn(worker::run(
+        service.clone(),
+        settings,
+        Arc::default(),
+        stop.clone(),
+    ));
 
     let id = submit_one(&service).await;
     tokio::time::timeout(Duration::from_secs(10), work.started.notified())
@@ -212,7 +217,12 @@ async fn a_message_past_its_allowed_deliveries_goes_to_poison_unprocessed() {
         max_poll_interval: Duration::from_millis(100),
     };
     let stop = CancellationToken::new();
-    let running = tokio::spawn(worker::run(service.clone(), settings, stop.clone()));
+    let running = tokio::spawn(worker::run(
+        service.clone(),
+        settings,
+        Arc::default(),
+        stop.clone(),
+    ));
     let failed = eventually(
         "the operation's end",
         POLL,

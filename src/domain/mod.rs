@@ -5,6 +5,7 @@
 
 pub mod callback;
 pub mod error;
+pub mod load;
 pub mod message;
 pub mod monitor;
 pub mod notifier;

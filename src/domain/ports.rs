@@ -10,6 +10,8 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use time::OffsetDateTime;
 
+use super::load::LoadLimit;
+
 /// An opaque version tag for optimistic concurrency (an HTTP ETag on Azure Storage).
 pub type ETag = String;
 
@@ -155,18 +157,22 @@ pub struct Stores {
 /// for work already accepted, which nothing holds back (its calls are bounded by the worker's
 /// concurrency or the host's batch size, and a promise made with a `202` must never wait behind
 /// status polls). In memory the two are the same.
+/// `work_load` is the limit the work side's answers move (a slow or throttling storage cuts
+/// it): the standalone consumers take no more messages than it allows.
 #[derive(Clone)]
 pub struct Storage {
     pub requests: Stores,
     pub work: Stores,
+    pub work_load: Arc<LoadLimit>,
 }
 
 impl Storage {
-    /// One set of handles for both uses.
+    /// One set of handles for both uses, with a limit nothing moves.
     pub fn same(stores: Stores) -> Self {
         Self {
             requests: stores.clone(),
             work: stores,
+            work_load: Arc::new(LoadLimit::unlimited()),
         }
     }
 }

@@ -9,6 +9,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::callback::Callbacks;
+use super::load::LoadLimit;
 use super::notifier::Notifier;
 use super::operations::Operations;
 use super::ports::{Clock, ResultStore, Storage, Stores, WorkQueue};
@@ -88,6 +89,8 @@ pub struct Service {
     pub(super) callbacks: Option<Callbacks>,
     /// Signalled whenever this process queues a callback delivery.
     pub(super) callback_queued: Arc<Notify>,
+    /// How many messages storage can take being worked on now (see `Storage::work_load`).
+    pub(super) work_load: Arc<LoadLimit>,
 }
 
 impl Service {
@@ -100,6 +103,7 @@ impl Service {
     ) -> Self {
         let notifier = Arc::new(Notifier::default());
         let callback_queued = Arc::new(Notify::new());
+        let work_load = storage.work_load.clone();
         Self {
             requests: Side::new(storage.requests, &clock, &notifier, &callback_queued),
             accepted: Side::new(storage.work, &clock, &notifier, &callback_queued),
@@ -113,6 +117,7 @@ impl Service {
             shutdown,
             callbacks: None,
             callback_queued,
+            work_load,
         }
     }
 
@@ -139,6 +144,11 @@ impl Service {
     /// The work queue, for work already accepted (the standalone worker's receives and deletes).
     pub fn queue(&self) -> &Arc<dyn WorkQueue> {
         &self.accepted.queue
+    }
+
+    /// The limit storage's answers set on the messages worked on at once.
+    pub fn work_load(&self) -> &Arc<LoadLimit> {
+        &self.work_load
     }
 
     /// Signalled whenever this process queues work, so the standalone worker wakes at once.

@@ -7,17 +7,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use async_trait::async_trait;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::warn;
 
+use super::consumer::{consume, ConsumerGauges, ConsumerSettings, Handler};
+use crate::domain::ports::{Delivery, WorkQueue};
 use crate::domain::{Outcome, Service};
 
 /// How the consumer runs.
 #[derive(Debug, Clone)]
 pub struct CallbackWorkerSettings {
-    /// Deliveries attempted at once.
+    /// The most deliveries attempted at once; storage's answers may hold it lower.
     pub concurrency: usize,
     /// How long a received message stays hidden: longer than one attempt can take.
     pub visibility_timeout: Duration,
@@ -29,62 +31,43 @@ pub struct CallbackWorkerSettings {
 pub async fn run(
     service: Arc<Service>,
     settings: CallbackWorkerSettings,
+    gauges: Arc<ConsumerGauges>,
     shutdown: CancellationToken,
 ) {
-    let queue = service.callback_queue().clone();
-    let permits = Arc::new(Semaphore::new(settings.concurrency));
-    let mut in_flight = JoinSet::new();
-    let min_poll = Duration::from_millis(50).min(settings.max_poll_interval);
-    let mut idle = min_poll;
-    info!("callback worker started");
-    while !shutdown.is_cancelled() {
-        while in_flight.try_join_next().is_some() {}
-        let free = permits.available_permits();
-        if free == 0 {
-            tokio::select! {
-                _ = in_flight.join_next() => {}
-                _ = shutdown.cancelled() => {}
-            }
-            continue;
-        }
-        match queue
-            .receive(free.min(32), settings.visibility_timeout)
-            .await
-        {
-            Ok(deliveries) if !deliveries.is_empty() => {
-                idle = min_poll;
-                for delivery in deliveries {
-                    let Ok(permit) = permits.clone().acquire_owned().await else {
-                        break;
-                    };
-                    let service = service.clone();
-                    let queue = queue.clone();
-                    in_flight.spawn(async move {
-                        if service.deliver_callback(&delivery.text).await == Outcome::Done {
-                            if let Err(e) = queue.delete(&delivery.receipt).await {
-                                // It comes back; the callback's state makes the rerun a no-op.
-                                warn!(error = %e, "could not delete a handled callback message");
-                            }
-                        }
-                        drop(permit);
-                    });
-                }
-            }
-            Ok(_) => {
-                tokio::select! {
-                    _ = service.callback_queued().notified() => idle = min_poll,
-                    _ = tokio::time::sleep(idle) => idle = (idle * 2).min(settings.max_poll_interval),
-                    _ = shutdown.cancelled() => {}
-                }
-            }
-            Err(e) => {
-                warn!(error = %e, "could not read the callbacks queue; backing off");
-                tokio::select! {
-                    _ = tokio::time::sleep(settings.max_poll_interval) => {}
-                    _ = shutdown.cancelled() => {}
-                }
+    let load = service.work_load().clone();
+    let settings = ConsumerSettings {
+        name: "callbacks",
+        concurrency: settings.concurrency,
+        visibility_timeout: settings.visibility_timeout,
+        max_poll_interval: settings.max_poll_interval,
+    };
+    consume(
+        Arc::new(Callbacks(service)),
+        load,
+        settings,
+        gauges,
+        shutdown,
+    )
+    .await
+}
+
+/// The callbacks queue's deliveries: one attempt each.
+struct Callbacks(Arc<Service>);
+
+#[async_trait]
+impl Handler for Callbacks {
+    fn queue(&self) -> &dyn WorkQueue {
+        self.0.callback_queue().as_ref()
+    }
+    fn queued(&self) -> &Notify {
+        self.0.callback_queued()
+    }
+    async fn handle(&self, delivery: Delivery) {
+        if self.0.deliver_callback(&delivery.text).await == Outcome::Done {
+            if let Err(e) = self.queue().delete(&delivery.receipt).await {
+                // It comes back; the callback's state makes the rerun a no-op.
+                warn!(error = %e, "could not delete a handled callback message");
             }
         }
     }
-    while in_flight.join_next().await.is_some() {}
 }

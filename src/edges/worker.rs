@@ -1,30 +1,29 @@
-//! The standalone queue worker: what the Functions host's queue trigger does, done in-process
-//! when there is no host. Receives with a visibility timeout, deletes a message only once its
-//! outcome is recorded (a crash loses nothing), retries transient failures after the timeout,
-//! dead-letters on the last attempt, and wakes at once for this process's own submissions.
-//! Like the host's queue trigger, it keeps a message hidden while working on it (renewing its
-//! visibility), and it fetches a new batch only once the messages in hand have
-//! fallen to half the concurrency (`newBatchThreshold`), so a busy worker makes few large
-//! receive calls instead of one per finished message. A message delivered more often than
-//! allowed (its last attempt crashed) goes to the poison queue unprocessed, as under the host;
-//! and the poison queue has a loop of its own, the standalone twin of the host's poison function.
+//! The standalone queue worker: what the Functions host's queue trigger does with the work
+//! queue, done in-process when there is no host, on a queue consumer (`consumer`: batches, the
+//! load limit, back-off, wake-ups). Deletes a message only once its outcome is recorded (a
+//! crash loses nothing), retries transient failures after the visibility timeout, dead-letters
+//! on the last attempt. Like the host's queue trigger, it keeps a message hidden while working
+//! on it (renewing its visibility). A message delivered more often than allowed (its last
+//! attempt crashed) goes to the poison queue unprocessed, as under the host; and the poison
+//! queue has a consumer of its own, the standalone twin of the host's poison function.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
+use async_trait::async_trait;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::warn;
 
-use crate::domain::ports::{Delivery, StoreError};
+use super::consumer::{consume, ConsumerGauges, ConsumerSettings, Handler};
+use crate::domain::ports::{Delivery, StoreError, WorkQueue};
 use crate::domain::Outcome;
 use crate::domain::Service;
 
 /// Settings of the standalone queue worker.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    /// Messages processed at once.
+    /// The most messages processed at once; storage's answers may hold it lower.
     pub concurrency: usize,
     /// How long a received message stays hidden; a transient failure is retried after it.
     pub visibility_timeout: Duration,
@@ -32,119 +31,97 @@ pub struct WorkerSettings {
     pub max_poll_interval: Duration,
 }
 
-/// Runs until `shutdown` is cancelled, then finishes the messages in hand.
-pub async fn run(service: Arc<Service>, settings: WorkerSettings, shutdown: CancellationToken) {
-    let poison = tokio::spawn(drain_poison(
-        service.clone(),
-        settings.clone(),
-        shutdown.clone(),
-    ));
-    let permits = Arc::new(Semaphore::new(settings.concurrency));
-    let mut in_flight = JoinSet::new();
-    let min_poll = Duration::from_millis(50).min(settings.max_poll_interval);
-    let mut idle = min_poll;
-    info!(concurrency = settings.concurrency, "queue worker started");
-    while !shutdown.is_cancelled() {
-        while in_flight.try_join_next().is_some() {}
-        let free = permits.available_permits();
-        let in_hand = settings.concurrency - free;
-        if free == 0 || in_hand > settings.concurrency / 2 {
-            tokio::select! {
-                _ = in_flight.join_next() => {}
-                _ = shutdown.cancelled() => {}
-            }
-            continue;
-        }
-        // The queue API returns at most 32 messages a call.
-        let batch = free.min(32);
-        let received = service
-            .queue()
-            .receive(batch, settings.visibility_timeout)
-            .await;
-        match received {
-            Ok(deliveries) if !deliveries.is_empty() => {
-                idle = min_poll;
-                for delivery in deliveries {
-                    let Ok(permit) = permits.clone().acquire_owned().await else {
-                        break;
-                    };
-                    let service = service.clone();
-                    let visibility = settings.visibility_timeout;
-                    in_flight.spawn(async move {
-                        handle(&service, delivery, visibility).await;
-                        drop(permit);
-                    });
-                }
-            }
-            Ok(_) => {
-                tokio::select! {
-                    _ = service.enqueued().notified() => idle = min_poll,
-                    _ = tokio::time::sleep(idle) => idle = (idle * 2).min(settings.max_poll_interval),
-                    _ = shutdown.cancelled() => {}
-                }
-            }
-            Err(e) => {
-                warn!(error = %e, "could not read the queue; backing off");
-                tokio::select! {
-                    _ = tokio::time::sleep(settings.max_poll_interval) => {}
-                    _ = shutdown.cancelled() => {}
-                }
-            }
+impl WorkerSettings {
+    fn consumer(&self, name: &'static str) -> ConsumerSettings {
+        ConsumerSettings {
+            name,
+            concurrency: self.concurrency,
+            visibility_timeout: self.visibility_timeout,
+            max_poll_interval: self.max_poll_interval,
         }
     }
-    info!(
-        in_flight = in_flight.len(),
-        "queue worker stopping; finishing messages in hand"
-    );
-    while in_flight.join_next().await.is_some() {}
-    let _ = poison.await;
 }
 
-/// Ends the operations whose messages reached the poison queue (see `Service::poisoned`),
-/// deleting each message once that is recorded; one that could not be recorded comes back
-/// after the visibility timeout. Polls with the worker's back-off, and wakes at once when this
-/// process dead-letters a message.
-async fn drain_poison(
+/// Runs until `shutdown` is cancelled, then finishes the messages in hand. `gauges` follows
+/// the work queue's consumer.
+pub async fn run(
     service: Arc<Service>,
     settings: WorkerSettings,
+    gauges: Arc<ConsumerGauges>,
     shutdown: CancellationToken,
 ) {
-    let Some(queue) = service.queue().poison() else {
-        return;
+    let load = service.work_load().clone();
+    let poison = service.queue().poison().is_some().then(|| {
+        tokio::spawn(consume(
+            Arc::new(PoisonQueue(service.clone())),
+            load.clone(),
+            settings.consumer("poison"),
+            Arc::default(),
+            shutdown.clone(),
+        ))
+    });
+    let work = WorkQueueHandler {
+        service,
+        visibility: settings.visibility_timeout,
     };
-    let min_poll = Duration::from_millis(50).min(settings.max_poll_interval);
-    let mut idle = min_poll;
-    while !shutdown.is_cancelled() {
-        let received = queue.receive(32, settings.visibility_timeout).await;
-        let nap = match received {
-            Ok(deliveries) if !deliveries.is_empty() => {
-                for delivery in deliveries {
-                    let outcome = service
-                        .poisoned(&delivery.text, &delivery.receipt.message_id)
-                        .await;
-                    if outcome == Outcome::Done {
-                        if let Err(e) = queue.delete(&delivery.receipt).await {
-                            warn!(error = %e, "could not delete a handled poison message");
-                        }
-                    }
-                }
-                idle = min_poll;
-                continue;
+    consume(
+        Arc::new(work),
+        load,
+        settings.consumer("work"),
+        gauges,
+        shutdown,
+    )
+    .await;
+    if let Some(poison) = poison {
+        let _ = poison.await;
+    }
+}
+
+/// The work queue's deliveries: processed (see `handle`).
+struct WorkQueueHandler {
+    service: Arc<Service>,
+    visibility: Duration,
+}
+
+#[async_trait]
+impl Handler for WorkQueueHandler {
+    fn queue(&self) -> &dyn WorkQueue {
+        self.service.queue().as_ref()
+    }
+    fn queued(&self) -> &Notify {
+        self.service.enqueued()
+    }
+    async fn handle(&self, delivery: Delivery) {
+        handle(&self.service, delivery, self.visibility).await
+    }
+}
+
+/// The poison queue's: the operations whose messages reached it are ended (see
+/// `Service::poisoned`), each message deleted once that is recorded; one that could not be
+/// recorded comes back after the visibility timeout. Wakes at once when this process
+/// dead-letters a message.
+struct PoisonQueue(Arc<Service>);
+
+#[async_trait]
+impl Handler for PoisonQueue {
+    fn queue(&self) -> &dyn WorkQueue {
+        self.0
+            .queue()
+            .poison()
+            .expect("only started for a work queue with a poison queue (see `run`)")
+    }
+    fn queued(&self) -> &Notify {
+        self.0.dead_lettered()
+    }
+    async fn handle(&self, delivery: Delivery) {
+        let outcome = self
+            .0
+            .poisoned(&delivery.text, &delivery.receipt.message_id)
+            .await;
+        if outcome == Outcome::Done {
+            if let Err(e) = self.queue().delete(&delivery.receipt).await {
+                warn!(error = %e, "could not delete a handled poison message");
             }
-            Ok(_) => {
-                let nap = idle;
-                idle = (idle * 2).min(settings.max_poll_interval);
-                nap
-            }
-            Err(e) => {
-                warn!(error = %e, "could not read the poison queue; backing off");
-                settings.max_poll_interval
-            }
-        };
-        tokio::select! {
-            _ = service.dead_lettered().notified() => idle = min_poll,
-            _ = tokio::time::sleep(nap) => {}
-            _ = shutdown.cancelled() => {}
         }
     }
 }

@@ -125,6 +125,7 @@ impl Names {
             request_timeout: Duration::from_millis(timeout_ms),
             max_retries: retries,
             max_concurrent_calls: 32,
+            work_max_in_flight: 16,
         }
     }
 }

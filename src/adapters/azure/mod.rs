@@ -31,6 +31,7 @@ use blobs::LinkSigner;
 use credential::CachedCredential;
 use delegation::DelegationKeys;
 
+use crate::domain::load::LoadLimit;
 use crate::domain::ports::{Storage, StoreError, Stores};
 
 /// What the Azure adapters need to know.
@@ -56,6 +57,9 @@ pub struct AzureSettings {
     /// The most calls in flight to storage at once; the limit adapts below it to storage's
     /// latency, and calls past it wait (at most `request_timeout`) for a slot.
     pub max_concurrent_calls: usize,
+    /// The most messages each standalone consumer works on at once (`WORKER_CONCURRENCY`): the
+    /// top of the limit the work side's answers move.
+    pub work_max_in_flight: usize,
 }
 
 impl AzureSettings {
@@ -85,11 +89,13 @@ impl Side {
 }
 
 /// The Azure adapters, built but not yet checked against storage: the request side over a
-/// transport that holds calls back while storage is slow (`transport`), the work side over the
-/// plain HTTP client.
+/// transport that holds calls back while storage is slow (`transport`), the work side over one
+/// that holds nothing back but reports how storage answers.
 pub struct Unprepared {
     requests: Side,
     work: Side,
+    /// Moved by the work side's answers; read by the standalone consumers.
+    work_load: Arc<LoadLimit>,
     /// With identity-based storage: the keys that sign result links.
     delegation: Option<Arc<DelegationKeys>>,
 }
@@ -128,11 +134,19 @@ pub fn build(settings: &AzureSettings) -> Result<Unprepared, StoreError> {
         settings.max_concurrent_calls,
         settings.request_timeout,
     )));
-    let plain = TransportOptions::new(Arc::new(http));
+    let work_load = Arc::new(LoadLimit::new(
+        settings.work_max_in_flight,
+        settings.request_timeout / 4,
+    ));
+    let observed = TransportOptions::new(Arc::new(transport::ObservedTransport::new(
+        http,
+        work_load.clone(),
+    )));
     let link_signer = || LinkSigner::for_account(account, delegation.clone());
     Ok(Unprepared {
         requests: side(settings, &credentials, link_signer(), limited),
-        work: side(settings, &credentials, link_signer(), plain),
+        work: side(settings, &credentials, link_signer(), observed),
+        work_load,
         delegation,
     })
 }
@@ -231,6 +245,7 @@ impl Unprepared {
         Storage {
             requests: self.requests.stores(),
             work: self.work.stores(),
+            work_load: self.work_load,
         }
     }
 }

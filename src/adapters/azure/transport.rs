@@ -11,10 +11,12 @@
 //! queue short enough that calls finish well inside their timeout. A wait for a slot is
 //! bounded by the same timeout, so a stalled storage still answers `503` in bounded time.
 //!
-//! Only the request side's stores use this transport; those for work already accepted use the
-//! plain client (`ports::Storage`), since queued work must never starve behind status polls.
+//! Only the request side's stores use this limited transport; those for work already accepted
+//! hold nothing back (`ports::Storage`), since queued work must never starve behind status
+//! polls: their transport only reports each answer to the standalone consumers' limit, which
+//! decides how many messages they take on (`edges::consumer`).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,8 +25,7 @@ use azure_core::{HttpClient, Request, Response};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
-/// The limit never falls below this (or the maximum, if smaller), so requests keep moving.
-const MIN_LIMIT: usize = 2;
+use crate::domain::load::{Answer, LoadLimit};
 
 #[derive(Debug)]
 pub(super) struct LimitedTransport {
@@ -56,44 +57,30 @@ impl HttpClient for LimitedTransport {
         })?;
         let started = Instant::now();
         let answer = self.http.execute_request(request).await;
-        self.limit.release(slot, started.elapsed());
+        self.limit
+            .release(slot, answer_of(&answer, started.elapsed()));
         answer
     }
 }
 
-/// A limit on concurrent calls that adapts to their latency.
+/// A limit on concurrent calls that adapts to their answers: slots a semaphore hands out,
+/// as many as the [`LoadLimit`] allows.
 #[derive(Debug)]
 pub(crate) struct AdaptiveLimit {
     slots: Semaphore,
-    state: Mutex<LimitState>,
-    min: usize,
-    max: usize,
-    /// Calls slower than this shrink the limit.
-    target: Duration,
-}
-
-#[derive(Debug)]
-struct LimitState {
-    /// The limit, fractional so that it grows by about one per limit's worth of quick calls.
-    limit: f64,
-    /// Slots in existence (handed out or free); moves toward `limit` as calls complete.
-    slots: usize,
-    last_decrease: Option<Instant>,
+    load: LoadLimit,
+    /// Slots in existence (handed out or free); moves toward the limit as calls complete.
+    existing: Mutex<usize>,
 }
 
 impl AdaptiveLimit {
     pub(crate) fn new(max: usize, target: Duration) -> Self {
-        let max = max.max(1);
+        let load = LoadLimit::new(max, target);
+        let max = load.max();
         Self {
             slots: Semaphore::new(max),
-            state: Mutex::new(LimitState {
-                limit: max as f64,
-                slots: max,
-                last_decrease: None,
-            }),
-            min: MIN_LIMIT.min(max),
-            max,
-            target,
+            load,
+            existing: Mutex::new(max),
         }
     }
 
@@ -106,28 +93,18 @@ impl AdaptiveLimit {
             .and_then(Result::ok)
     }
 
-    /// Gives a slot back, with how long its call took, and moves the limit.
-    pub(crate) fn release(&self, slot: SemaphorePermit<'_>, took: Duration) {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if took > self.target {
-            // At most one decrease per target interval: a burst of slow answers is one signal.
-            if s.last_decrease.is_none_or(|at| now - at >= self.target) {
-                s.limit = (s.limit * 0.75).max(self.min as f64);
-                s.last_decrease = Some(now);
-            }
-        } else {
-            s.limit = (s.limit + 1.0 / s.limit).min(self.max as f64);
-        }
-        let want = (s.limit.floor() as usize).clamp(self.min, self.max);
-        if s.slots > want {
+    /// Gives a slot back, with its call's answer, and moves the limit.
+    pub(crate) fn release(&self, slot: SemaphorePermit<'_>, answer: Answer) {
+        let want = self.load.record(answer);
+        let mut existing = self.existing.lock().unwrap_or_else(|e| e.into_inner());
+        if *existing > want {
             slot.forget();
-            s.slots -= 1;
+            *existing -= 1;
         } else {
             drop(slot);
-            if s.slots < want {
-                self.slots.add_permits(want - s.slots);
-                s.slots = want;
+            if *existing < want {
+                self.slots.add_permits(want - *existing);
+                *existing = want;
             }
         }
     }
@@ -135,14 +112,50 @@ impl AdaptiveLimit {
     /// The slots in existence: the limit as the calls so far have moved it.
     #[cfg(test)]
     fn current(&self) -> usize {
-        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        s.slots
+        *self.existing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The transport of the work side: nothing held back, but every call's answer moves the
+/// standalone consumers' [`LoadLimit`], so they take fewer messages while storage is slow or
+/// throttling instead of adding calls to it.
+#[derive(Debug)]
+pub(super) struct ObservedTransport {
+    http: reqwest::Client,
+    load: Arc<LoadLimit>,
+}
+
+impl ObservedTransport {
+    pub(super) fn new(http: reqwest::Client, load: Arc<LoadLimit>) -> Self {
+        Self { http, load }
+    }
+}
+
+#[async_trait]
+impl HttpClient for ObservedTransport {
+    async fn execute_request(&self, request: &Request) -> azure_core::Result<Response> {
+        let started = Instant::now();
+        let answer = self.http.execute_request(request).await;
+        self.load.record(answer_of(&answer, started.elapsed()));
+        answer
+    }
+}
+
+/// What a call's outcome says about storage: a throttle (`503 ServerBusy`), a server-side
+/// timeout (`500 OperationTimedOut`) or no answer at all is pushback; anything else took the
+/// time it took.
+fn answer_of(outcome: &azure_core::Result<Response>, took: Duration) -> Answer {
+    match outcome {
+        Ok(response) if matches!(u16::from(response.status()), 500 | 503) => Answer::PushedBack,
+        Ok(_) => Answer::Took(took),
+        Err(_) => Answer::PushedBack,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::load::MIN_LIMIT;
 
     const TARGET: Duration = Duration::from_millis(100);
 
@@ -155,25 +168,25 @@ mod tests {
         let mut seen = vec![];
         for _ in 0..6 {
             let slot = limit.acquire(TARGET).await.unwrap();
-            limit.release(slot, TARGET * 3);
+            limit.release(slot, Answer::Took(TARGET * 3));
             seen.push(limit.current());
             tokio::time::advance(TARGET).await;
         }
         assert_eq!(seen, vec![31, 30, 29, 28, 27, 26]);
         for _ in 0..40 {
             let slot = limit.acquire(TARGET).await.unwrap();
-            limit.release(slot, TARGET * 3);
+            limit.release(slot, Answer::Took(TARGET * 3));
             tokio::time::advance(TARGET).await;
         }
         assert_eq!(limit.current(), MIN_LIMIT, "never below the minimum");
         for _ in 0..200 {
             let slot = limit.acquire(TARGET).await.unwrap();
-            limit.release(slot, TARGET / 10);
+            limit.release(slot, Answer::Took(TARGET / 10));
         }
         assert!(limit.current() > 10, "quick calls grow it back");
         for _ in 0..2000 {
             let slot = limit.acquire(TARGET).await.unwrap();
-            limit.release(slot, TARGET / 10);
+            limit.release(slot, Answer::Took(TARGET / 10));
         }
         assert_eq!(limit.current(), 32, "never above the maximum");
     }
@@ -183,7 +196,7 @@ mod tests {
         let limit = AdaptiveLimit::new(32, Duration::from_secs(60));
         let slots: Vec<_> = futures::future::join_all((0..16).map(|_| limit.acquire(TARGET))).await;
         for slot in slots {
-            limit.release(slot.unwrap(), Duration::from_secs(120));
+            limit.release(slot.unwrap(), Answer::Took(Duration::from_secs(120)));
         }
         // One decrease (32 * 0.75 = 24), reached by giving back surplus slots as calls end.
         assert_eq!(limit.current(), 24);
@@ -194,7 +207,7 @@ mod tests {
         let limit = AdaptiveLimit::new(1, TARGET);
         let held = limit.acquire(TARGET).await.unwrap();
         assert!(limit.acquire(TARGET).await.is_none());
-        limit.release(held, TARGET / 10);
+        limit.release(held, Answer::Took(TARGET / 10));
         assert!(limit.acquire(TARGET).await.is_some());
     }
 }
