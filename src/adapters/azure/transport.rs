@@ -202,6 +202,23 @@ mod tests {
         assert_eq!(limit.current(), 24);
     }
 
+    #[test]
+    fn throttles_server_timeouts_and_failures_to_answer_are_pushback() {
+        use azure_core::headers::Headers;
+        use azure_core::StatusCode;
+        let answer = |status| {
+            let response =
+                Response::new(status, Headers::new(), Box::pin(futures::stream::empty()));
+            answer_of(&Ok(response), TARGET)
+        };
+        assert_eq!(answer(StatusCode::ServiceUnavailable), Answer::PushedBack);
+        assert_eq!(answer(StatusCode::InternalServerError), Answer::PushedBack);
+        assert_eq!(answer(StatusCode::Created), Answer::Took(TARGET));
+        assert_eq!(answer(StatusCode::Conflict), Answer::Took(TARGET));
+        let unreachable = azure_core::Error::message(ErrorKind::Io, "timed out");
+        assert_eq!(answer_of(&Err(unreachable), TARGET), Answer::PushedBack);
+    }
+
     #[tokio::test]
     async fn a_wait_for_a_slot_is_bounded() {
         let limit = AdaptiveLimit::new(1, TARGET);
