@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh clone. Installs what the tests need into .tools/ (Azurite,
 # pinned; the Python test tools, pinned), then runs the Rust suite (unit, contract tests on
-# memory and Azurite, host protocol), the reliability suite at CI size (faults, hostile input,
+# memory and Azurite, host protocol), the reliability suite at CI size (faults, scale-out, hostile input,
 # fuzzing), the Python suites (Azure SDK LRO poller, schemathesis, deployment checks), and a
 # smoke pass of the benchmark harness.
 set -euo pipefail
@@ -36,7 +36,7 @@ start_shared_azurite
 step "Rust tests (cargo nextest)"
 cargo build --locked --bin handler
 cargo nextest run --locked --no-fail-fast \
-  -E 'not (binary(faults) | binary(hostile_input) | binary(decoders_fuzz))'
+  -E 'not (binary(faults) | binary(scale_out) | binary(hostile_input) | binary(decoders_fuzz))'
 
 step "Reliability suite at CI size (scripts/reliability.sh --ci)"
 bash scripts/reliability.sh --ci

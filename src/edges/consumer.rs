@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::domain::load::LoadLimit;
 use crate::domain::ports::{Delivery, WorkQueue};
@@ -87,7 +87,7 @@ pub async fn consume<H: Handler>(
         while in_flight.try_join_next().is_some() {}
         let limit = settings.concurrency.min(load.current()).max(1);
         if limit != last_limit {
-            info!(
+            debug!(
                 queue = settings.name,
                 limit,
                 was = last_limit,
