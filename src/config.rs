@@ -146,6 +146,12 @@ impl Config {
             sas_expiry: Duration::from_secs(sas_expiry),
             sync_poll_interval: Duration::from_millis(v.number("SYNC_POLL_MS", 500, 10, 60_000)?),
             max_sync_waits: v.number("MAX_SYNC_WAITS", 256, 0, 100_000)? as usize,
+            running_after: Duration::from_millis(v.number(
+                "RUNNING_AFTER_MS",
+                1000,
+                0,
+                3_600_000,
+            )?),
             ..ServiceSettings::default()
         };
         let callbacks = callbacks::callback_settings(&v)?;

@@ -48,6 +48,8 @@ struct CountingRecords {
     gets: AtomicUsize,
     writes: AtomicUsize,
     listings: AtomicUsize,
+    /// Version checks (`is_at`): a read without the document.
+    checks: AtomicUsize,
 }
 
 impl CountingRecords {
@@ -60,6 +62,9 @@ impl CountingRecords {
     fn listings(&self) -> usize {
         self.listings.load(Ordering::SeqCst)
     }
+    fn checks(&self) -> usize {
+        self.checks.load(Ordering::SeqCst)
+    }
 }
 
 #[async_trait]
@@ -71,6 +76,10 @@ impl RecordStore for CountingRecords {
     async fn get(&self, key: &str) -> Result<Option<(Bytes, ETag)>, StoreError> {
         self.gets.fetch_add(1, Ordering::SeqCst);
         self.inner.get(key).await
+    }
+    async fn is_at(&self, key: &str, etag: &str) -> Result<bool, StoreError> {
+        self.checks.fetch_add(1, Ordering::SeqCst);
+        self.inner.is_at(key, etag).await
     }
     async fn replace(&self, key: &str, doc: Bytes, etag: &str) -> Result<ETag, StoreError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
@@ -102,11 +111,25 @@ fn fixture(work: Arc<dyn Work>) -> Fixture {
 }
 
 fn fixture_with_clock(work: Arc<dyn Work>, clock: Arc<dyn Clock>) -> Fixture {
+    fixture_with(work, clock, ServiceSettings::default())
+}
+
+/// `Running` written before the work starts, whatever it takes (`RUNNING_AFTER_MS=0`).
+fn fixture_running_first(work: Arc<dyn Work>) -> Fixture {
+    let settings = ServiceSettings {
+        running_after: Duration::ZERO,
+        ..ServiceSettings::default()
+    };
+    fixture_with(work, Arc::new(SystemClock), settings)
+}
+
+fn fixture_with(work: Arc<dyn Work>, clock: Arc<dyn Clock>, settings: ServiceSettings) -> Fixture {
     let records = Arc::new(CountingRecords {
         inner: MemoryRecordStore::with_clock(clock.clone()),
         gets: AtomicUsize::new(0),
         writes: AtomicUsize::new(0),
         listings: AtomicUsize::new(0),
+        checks: AtomicUsize::new(0),
     });
     let results = Arc::new(MemoryResultStore::new());
     let queue = Arc::new(MemoryWorkQueue::new());
@@ -120,7 +143,7 @@ fn fixture_with_clock(work: Arc<dyn Work>, clock: Arc<dyn Clock>) -> Fixture {
         Storage::same(stores),
         work,
         clock,
-        ServiceSettings::default(),
+        settings,
         Default::default(),
     ));
     Fixture {
@@ -163,16 +186,17 @@ async fn submit_and_take(f: &Fixture) -> (OperationId, String) {
 
 #[tokio::test]
 async fn processing_a_message_reads_no_record() {
-    let f = fixture(Arc::new(SampleWork::default()));
+    let f = fixture_running_first(Arc::new(SampleWork::default()));
     let (id, text) = submit_and_take(&f).await;
     let submitted = f.service.get(id).await.unwrap();
-    let reads = f.records.gets();
+    let (reads, writes) = (f.records.gets(), f.records.writes());
 
     assert_eq!(f.service.process(&text, 1).await, Outcome::Done);
 
     // The Running write starts from the record as the message says it was submitted (at the
     // version the message names), the Succeeded one from the version the worker just wrote.
     assert_eq!(f.records.gets(), reads);
+    assert_eq!(f.records.writes(), writes + 2, "Running, then Succeeded");
     let done = f.service.get(id).await.unwrap();
     assert_eq!(done.status, Status::Succeeded);
     // The rebuilt record is the submitted one: nothing but the state and its time changed.
@@ -237,13 +261,131 @@ async fn a_synchronous_wait_takes_the_ending_from_the_worker_without_a_read() {
     assert_eq!(f.records.gets(), reads + 1);
 }
 
+/// Quick work (shorter than `running_after`) costs one record write, not two: the record goes
+/// from `NotStarted` straight to `Succeeded`, after a version check (a read without the body)
+/// that a cancel would have failed.
+#[tokio::test]
+async fn quick_work_skips_running_and_costs_one_record_write() {
+    let f = fixture(Arc::new(SampleWork::default()));
+    let (id, text) = submit_and_take(&f).await;
+    let submitted = f.service.get(id).await.unwrap();
+    let (reads, writes) = (f.records.gets(), f.records.writes());
+
+    assert_eq!(f.service.process(&text, 1).await, Outcome::Done);
+
+    assert_eq!(f.records.gets(), reads);
+    assert_eq!(f.records.checks(), 1);
+    assert_eq!(f.records.writes(), writes + 1, "Succeeded only");
+    let done = f.service.get(id).await.unwrap();
+    assert_eq!(done.status, Status::Succeeded);
+    assert_eq!(done.created_date_time, submitted.created_date_time);
+    assert_eq!(done.expiration_date_time, submitted.expiration_date_time);
+}
+
+/// Work that counts how often it was started.
+#[derive(Default)]
+struct CountedWork(AtomicUsize);
+
+#[async_trait]
+impl Work for CountedWork {
+    async fn perform(
+        &self,
+        context: &async_request_reply::domain::work::WorkContext,
+        record: Map<String, Value>,
+    ) -> Result<
+        async_request_reply::domain::work::WorkOutput,
+        async_request_reply::domain::work::WorkError,
+    > {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        SampleWork::default().perform(context, record).await
+    }
+}
+
+/// The cancel fence holds without the `Running` write: a cancel before delivery fails the
+/// version check, and the work never starts.
+#[tokio::test]
+async fn a_cancel_before_delivery_keeps_the_work_from_starting_without_a_running_write() {
+    let work = Arc::new(CountedWork::default());
+    let f = fixture(work.clone());
+    let (id, text) = submit_and_take(&f).await;
+    f.service.cancel(id).await.expect("canceled");
+
+    assert_eq!(f.service.process(&text, 1).await, Outcome::Done);
+
+    assert_eq!(work.0.load(Ordering::SeqCst), 0, "the work never started");
+    assert_eq!(f.service.get(id).await.unwrap().status, Status::Canceled);
+    assert!(f.results.open(&id.result_name()).await.unwrap().is_none());
+}
+
+/// A cancel while quick work runs (no `Running` written yet) wins: the final compare-and-swap
+/// from the submitted version loses, and the result written meanwhile is removed.
+#[tokio::test]
+async fn a_cancel_during_quick_work_wins_over_the_final_write() {
+    let work = Arc::new(GatedWork::default());
+    let f = fixture(work.clone());
+    let (id, text) = submit_and_take(&f).await;
+    let processing = {
+        let service = f.service.clone();
+        tokio::spawn(async move { service.process(&text, 1).await })
+    };
+    work.started.notified().await;
+    assert_eq!(f.service.get(id).await.unwrap().status, Status::NotStarted);
+    f.service.cancel(id).await.expect("canceled");
+    work.go.notify_one();
+
+    assert_eq!(processing.await.unwrap(), Outcome::Done);
+    assert_eq!(f.service.get(id).await.unwrap().status, Status::Canceled);
+    assert!(f.results.open(&id.result_name()).await.unwrap().is_none());
+}
+
+/// Work that outlasts `running_after` is marked `Running` while it runs; a cancel then stops
+/// it (the work is dropped) and nothing is written after.
+#[tokio::test]
+async fn slow_work_is_marked_running_and_a_cancel_before_that_stops_it() {
+    let settings = ServiceSettings {
+        running_after: Duration::from_millis(50),
+        ..ServiceSettings::default()
+    };
+    let work = Arc::new(GatedWork::default());
+    let f = fixture_with(work.clone(), Arc::new(SystemClock), settings.clone());
+    let (id, text) = submit_and_take(&f).await;
+    let processing = {
+        let service = f.service.clone();
+        tokio::spawn(async move { service.process(&text, 1).await })
+    };
+    work.started.notified().await;
+    let until = Instant::now() + Duration::from_secs(10);
+    while f.service.get(id).await.unwrap().status != Status::Running {
+        assert!(Instant::now() < until, "never marked Running");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    work.go.notify_one();
+    assert_eq!(processing.await.unwrap(), Outcome::Done);
+    assert_eq!(f.service.get(id).await.unwrap().status, Status::Succeeded);
+
+    // Canceled before the mark: the Running write loses, and the held work is dropped.
+    let work = Arc::new(GatedWork::default());
+    let f = fixture_with(work.clone(), Arc::new(SystemClock), settings);
+    let (id, text) = submit_and_take(&f).await;
+    let processing = {
+        let service = f.service.clone();
+        tokio::spawn(async move { service.process(&text, 1).await })
+    };
+    work.started.notified().await;
+    f.service.cancel(id).await.expect("canceled");
+    // Never released: only the cancel can end this processing.
+    assert_eq!(processing.await.unwrap(), Outcome::Done);
+    assert_eq!(f.service.get(id).await.unwrap().status, Status::Canceled);
+    assert!(f.results.open(&id.result_name()).await.unwrap().is_none());
+}
+
 #[tokio::test]
 async fn a_cancel_while_running_beats_the_workers_remembered_version() {
     let work = Arc::new(GatedWork {
         started: Notify::new(),
         go: Notify::new(),
     });
-    let f = fixture(work.clone());
+    let f = fixture_running_first(work.clone());
     let (id, text) = submit_and_take(&f).await;
     let processing = {
         let service = f.service.clone();

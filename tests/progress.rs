@@ -110,6 +110,9 @@ impl RecordStore for CountingRecords {
     async fn get(&self, key: &str) -> Result<Option<(Bytes, ETag)>, StoreError> {
         self.inner.get(key).await
     }
+    async fn is_at(&self, key: &str, etag: &str) -> Result<bool, StoreError> {
+        self.inner.is_at(key, etag).await
+    }
     async fn replace(&self, key: &str, doc: Bytes, etag: &str) -> Result<ETag, StoreError> {
         if key.starts_with("operations/") {
             self.operation_writes.fetch_add(1, Ordering::SeqCst);

@@ -73,6 +73,12 @@ async fn records_are_created_once_and_swapped_by_etag(b: Store) {
         .await
         .unwrap();
     assert_ne!(e1, e2);
+    assert_eq!(r.is_at("operations/a", &e2).await, Ok(true));
+    assert_eq!(
+        r.is_at("operations/a", &e1).await,
+        Ok(false),
+        "an old version is not current"
+    );
     assert_eq!(
         r.replace("operations/a", Bytes::from_static(b"{\"v\":3}"), &e1)
             .await,
@@ -86,6 +92,10 @@ async fn records_are_created_once_and_swapped_by_etag(b: Store) {
     r.delete("operations/a").await.unwrap();
     r.delete("operations/a").await.unwrap();
     assert_eq!(r.get("operations/a").await.unwrap(), None);
+    assert_eq!(
+        r.is_at("operations/a", &e2).await,
+        Err(StoreError::NotFound)
+    );
     assert_eq!(
         r.replace("operations/a", Bytes::from_static(b"{}"), &e2)
             .await,

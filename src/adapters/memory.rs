@@ -95,6 +95,13 @@ impl RecordStore for MemoryRecordStore {
             .map(|(doc, etag, _)| (doc.clone(), etag.clone())))
     }
 
+    async fn is_at(&self, key: &str, etag: &str) -> Result<bool, StoreError> {
+        match lock(&self.docs).get(key) {
+            None => Err(StoreError::NotFound),
+            Some((_, current, _)) => Ok(current == etag),
+        }
+    }
+
     async fn replace(&self, key: &str, doc: Bytes, etag: &str) -> Result<ETag, StoreError> {
         let mut docs = lock(&self.docs);
         match docs.get_mut(key) {

@@ -177,6 +177,16 @@ impl Operations {
         }
     }
 
+    /// Whether the operation's record is still at `version` (nothing changed it since), without
+    /// reading it.
+    pub async fn is_at(&self, id: OperationId, version: &str) -> Result<bool, DomainError> {
+        match self.records.is_at(&id.record_key(), version).await {
+            Ok(at) => Ok(at),
+            Err(StoreError::NotFound) => Err(DomainError::NotFound),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Applies `change` with compare-and-swap, re-reading on a lost race. `known` is the
     /// operation and version this process last wrote, if any: the first attempt starts from it
     /// instead of reading storage (a stale one only costs a lost race and a re-read).

@@ -43,6 +43,9 @@ pub trait RecordStore: Send + Sync + 'static {
     async fn insert(&self, key: &str, doc: Bytes) -> Result<ETag, StoreError>;
     /// The document and its current version, or `None`.
     async fn get(&self, key: &str) -> Result<Option<(Bytes, ETag)>, StoreError>;
+    /// Whether the document is still at version `etag`, without reading it (a `HEAD` with
+    /// `If-Match` on Azure Storage); `NotFound` if it is gone.
+    async fn is_at(&self, key: &str, etag: &str) -> Result<bool, StoreError>;
     /// Replaces the document only if its version is still `etag`
     /// (`PreconditionFailed` if it changed, `NotFound` if it is gone).
     async fn replace(&self, key: &str, doc: Bytes, etag: &str) -> Result<ETag, StoreError>;

@@ -66,11 +66,10 @@ impl Service {
 
     async fn process_message(&self, message: WorkMessage, dequeue_count: u32) -> Outcome {
         let id = message.id;
-        let operations = &self.accepted.operations;
         // The record as submitted, rebuilt from the message, at the version the message names:
-        // if it is still that version nothing has touched it, and the Running write needs no
-        // read first; if anything did (a cancel, an earlier delivery), the write loses the ETag
-        // race and `update` reads the record as usual. (The rebuilt expiry uses this instance's
+        // if it is still that version nothing has touched it, and no write needs a read first;
+        // if anything did (a cancel, an earlier delivery), a write from it loses the ETag race
+        // and `update` reads the record as usual. (The rebuilt expiry uses this instance's
         // retention setting, which all instances of an app share.)
         let as_submitted = message.record_version.clone().map(|version| {
             let op = Operation::new(
@@ -81,22 +80,9 @@ impl Service {
             );
             (op, version)
         });
-        let running = operations
-            .update(id, as_submitted, |op, now| {
-                op.transition(Status::Running, None, now)
-            })
-            .await;
-        let (started, version) = match running {
-            Ok(Update::Changed(op, etag)) => (op, etag),
-            Ok(Update::AlreadyEnded(op)) => {
-                info!(status = %op.status, "already ended; nothing to do");
-                return Outcome::Done;
-            }
-            Err(DomainError::NotFound) => {
-                warn!("no such operation (expired, or never accepted); dropping the message");
-                return Outcome::Done;
-            }
-            Err(e) => return self.transient(id, e.to_string(), dequeue_count).await,
+        let (started, version, running) = match self.start(id, as_submitted, dequeue_count).await {
+            Ok(start) => start,
+            Err(outcome) => return outcome,
         };
         let record = match self.record_of(message.payload, id).await {
             Ok(record) => record,
@@ -124,13 +110,115 @@ impl Service {
             dequeue_count,
             progress,
         };
-        // Progress is written beside the work and stops with it, before the end is written.
+        // Progress is written beside the work and stops with it, before the end is written;
+        // it needs `Running`, so it starts once that is written.
         let known = Mutex::new((started, version));
+        let work = self.work.perform(&context, record);
+        tokio::pin!(work);
+        if !running {
+            tokio::select! {
+                biased;
+                output = &mut work => return self.performed(id, output, known, dequeue_count).await,
+                _ = tokio::time::sleep(self.settings.running_after) => {}
+            }
+            if let Err(outcome) = self.mark_running(id, &known, dequeue_count).await {
+                return outcome;
+            }
+        }
         let performed = tokio::select! {
             biased;
-            output = self.work.perform(&context, record) => output,
+            output = work => output,
             never = self.write_progress(id, &feed, &known) => match never {},
         };
+        self.performed(id, performed, known, dequeue_count).await
+    }
+
+    /// Where the work starts from: the operation, its version, and whether it is `Running`.
+    /// When the message names the record's version and nothing changed the record since (one
+    /// read, no body: a cancel or an earlier delivery would have), the work starts at once and
+    /// `Running` is written only if it outlasts `running_after`, saving a write for quick work;
+    /// the final compare-and-swap from that version still loses to a cancel that comes later.
+    /// Otherwise `Running` is written first, conditionally, as the fence a cancel must pass.
+    async fn start(
+        &self,
+        id: OperationId,
+        as_submitted: Option<(Operation, ETag)>,
+        dequeue_count: u32,
+    ) -> Result<(Operation, ETag, bool), Outcome> {
+        let operations = &self.accepted.operations;
+        if let Some((op, version)) = &as_submitted {
+            if !self.settings.running_after.is_zero() {
+                match operations.is_at(id, version).await {
+                    Ok(true) => return Ok((op.clone(), version.clone(), false)),
+                    // Changed since: the write below loses its race and reads the record.
+                    Ok(false) => {}
+                    Err(DomainError::NotFound) => {
+                        warn!(
+                            "no such operation (expired, or never accepted); dropping the message"
+                        );
+                        return Err(Outcome::Done);
+                    }
+                    Err(e) => return Err(self.transient(id, e.to_string(), dequeue_count).await),
+                }
+            }
+        }
+        let running = operations
+            .update(id, as_submitted, |op, now| {
+                op.transition(Status::Running, None, now)
+            })
+            .await;
+        match running {
+            Ok(Update::Changed(op, etag)) => Ok((op, etag, true)),
+            Ok(Update::AlreadyEnded(op)) => {
+                info!(status = %op.status, "already ended; nothing to do");
+                Err(Outcome::Done)
+            }
+            Err(DomainError::NotFound) => {
+                warn!("no such operation (expired, or never accepted); dropping the message");
+                Err(Outcome::Done)
+            }
+            Err(e) => Err(self.transient(id, e.to_string(), dequeue_count).await),
+        }
+    }
+
+    /// Writes `Running` for work that outlasted `running_after`, from the version in `known`.
+    /// An operation that ended meanwhile (a cancel) stops the work.
+    async fn mark_running(
+        &self,
+        id: OperationId,
+        known: &Mutex<(Operation, ETag)>,
+        dequeue_count: u32,
+    ) -> Result<(), Outcome> {
+        let start = known.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let update = self
+            .accepted
+            .operations
+            .update(id, Some(start), |op, now| {
+                op.transition(Status::Running, None, now)
+            })
+            .await;
+        match update {
+            Ok(Update::Changed(op, etag)) => {
+                *known.lock().unwrap_or_else(|p| p.into_inner()) = (op, etag);
+                Ok(())
+            }
+            Ok(Update::AlreadyEnded(op)) => {
+                info!(status = %op.status, "ended while the work ran; stopping the work");
+                Err(Outcome::Done)
+            }
+            Err(DomainError::NotFound) => Err(Outcome::Done),
+            Err(e) => Err(self.transient(id, e.to_string(), dequeue_count).await),
+        }
+    }
+
+    /// Records what the work came to: its result written once, then the end.
+    async fn performed(
+        &self,
+        id: OperationId,
+        performed: Result<super::work::WorkOutput, WorkError>,
+        known: Mutex<(Operation, ETag)>,
+        dequeue_count: u32,
+    ) -> Outcome {
         match performed {
             Ok(output) => {
                 let stored = self

@@ -30,6 +30,9 @@ pub struct ServiceSettings {
     pub sync_poll_interval: Duration,
     /// How many synchronous waits may run at once; past that, requests answer at once.
     pub max_sync_waits: usize,
+    /// Work that ends sooner goes from `NotStarted` straight to its end, without a `Running`
+    /// write; zero writes `Running` before every start (see `process`).
+    pub running_after: Duration,
 }
 
 impl Default for ServiceSettings {
@@ -42,6 +45,7 @@ impl Default for ServiceSettings {
             max_inline_message_bytes: 46 * 1024,
             sync_poll_interval: Duration::from_millis(500),
             max_sync_waits: 256,
+            running_after: Duration::from_secs(1),
         }
     }
 }

@@ -99,8 +99,10 @@ pub async fn consume<H: Handler>(
         gauges.in_flight.store(in_hand, Ordering::Relaxed);
         gauges.limit.store(limit, Ordering::Relaxed);
         if in_hand >= limit || (in_hand > 0 && in_hand > limit / 2) {
+            // Until one finishes, or the limit may have grown back.
             tokio::select! {
                 _ = in_flight.join_next() => {}
+                _ = tokio::time::sleep(settings.max_poll_interval) => {}
                 _ = shutdown.cancelled() => {}
             }
             continue;

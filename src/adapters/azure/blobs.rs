@@ -145,6 +145,25 @@ impl RecordStore for BlobRecordStore {
         read_all(&self.container, &Self::blob_name(key)).await
     }
 
+    async fn is_at(&self, key: &str, etag: &str) -> Result<bool, StoreError> {
+        let blob = self.container.blob_client(Self::blob_name(key));
+        let r = blob
+            .get_properties()
+            .if_match(IfMatchCondition::Match(etag.to_string()))
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) => match store_error("check record version", &e) {
+                // As with `replace`: a missing blob fails If-Match with 412 too.
+                StoreError::PreconditionFailed => match blob.get_properties().await {
+                    Ok(_) => Ok(false),
+                    Err(e) => Err(store_error("check record version", &e)),
+                },
+                other => Err(other),
+            },
+        }
+    }
+
     async fn replace(&self, key: &str, doc: Bytes, etag: &str) -> Result<ETag, StoreError> {
         let blob = self.container.blob_client(Self::blob_name(key));
         let r = blob
