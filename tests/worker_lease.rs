@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use async_request_reply::domain::sample::SampleWork;
 use async_request_reply::domain::work::{Work, WorkContext, WorkError, WorkOutput};
@@ -19,60 +19,16 @@ use tokio_util::sync::CancellationToken;
 use async_request_reply::adapters::memory::{
     MemoryRecordStore, MemoryResultStore, MemoryWorkQueue,
 };
-use async_request_reply::domain::ports::{
-    Delivery, Receipt, Storage, StoreError, Stores, SystemClock, WorkQueue,
-};
-use async_request_reply::domain::SubmitRequest;
-use async_request_reply::domain::{OperationId, Service, ServiceSettings, Status};
+use async_request_reply::domain::ports::{Storage, Stores, SystemClock, WorkQueue};
+use async_request_reply::domain::{Service, ServiceSettings, Status};
 use async_request_reply::edges::worker::{self, WorkerSettings};
 
 use support::eventually;
+use support::queue::{submit_sample, CountingQueue};
 use support::work::GatedWork;
 
 /// How often the tests look again at what the worker did.
 const POLL: Duration = Duration::from_millis(20);
-
-/// A queue that counts what the worker does with it.
-#[derive(Default)]
-struct CountingQueue {
-    inner: MemoryWorkQueue,
-    delivered: AtomicUsize,
-    extended: AtomicUsize,
-    deleted: AtomicUsize,
-}
-
-#[async_trait]
-impl WorkQueue for CountingQueue {
-    async fn send(&self, text: &str) -> Result<(), StoreError> {
-        self.inner.send(text).await
-    }
-    async fn send_delayed(&self, text: &str, delay: Duration) -> Result<(), StoreError> {
-        self.inner.send_delayed(text, delay).await
-    }
-    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, StoreError> {
-        let got = self.inner.receive(max, visibility).await?;
-        self.delivered.fetch_add(got.len(), Ordering::SeqCst);
-        Ok(got)
-    }
-    async fn extend(
-        &self,
-        receipt: &Receipt,
-        text: &str,
-        visibility: Duration,
-    ) -> Result<Receipt, StoreError> {
-        let renewed = self.inner.extend(receipt, text, visibility).await?;
-        self.extended.fetch_add(1, Ordering::SeqCst);
-        Ok(renewed)
-    }
-    async fn delete(&self, receipt: &Receipt) -> Result<(), StoreError> {
-        self.inner.delete(receipt).await?;
-        self.deleted.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-    async fn dead_letter(&self, delivery: &Delivery) -> Result<(), StoreError> {
-        self.inner.dead_letter(delivery).await
-    }
-}
 
 /// A service on memory stores and the given queue and work.
 fn service_on(
@@ -95,26 +51,6 @@ fn service_on(
     ))
 }
 
-/// Submits the sample's record and answers its operation id.
-async fn submit_one(service: &Service) -> OperationId {
-    let Value::Object(record) = json!({ "id": "1", "customername": "Contoso" }) else {
-        unreachable!()
-    };
-    let request = SubmitRequest {
-        record,
-        idempotency_key: None,
-        traceparent: None,
-        callback_url: None,
-    };
-    let status_url = |id| format!("http://localhost/api/RequestStatus/{id}");
-    service
-        .submit(request, &status_url)
-        .await
-        .expect("accepted")
-        .operation
-        .id
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_outlasting_the_visibility_timeout_keeps_its_message_hidden() {
     let queue = Arc::new(CountingQueue::default());
@@ -134,7 +70,7 @@ async fn work_outlasting_the_visibility_timeout_keeps_its_message_hidden() {
         stop.clone(),
     ));
 
-    let id = submit_one(&service).await;
+    let id = submit_sample(&service).await;
     tokio::time::timeout(Duration::from_secs(10), work.started.notified())
         .await
         .expect("the worker starts the work");
@@ -206,7 +142,7 @@ async fn a_message_past_its_allowed_deliveries_goes_to_poison_unprocessed() {
         ..ServiceSettings::default()
     };
     let service = service_on(queue.clone(), work.clone(), settings);
-    let id = submit_one(&service).await;
+    let id = submit_sample(&service).await;
     // Two deliveries to instances that crashed: received, never deleted, visible again at once.
     for _ in 0..2 {
         assert_eq!(queue.receive(32, Duration::ZERO).await.unwrap().len(), 1);

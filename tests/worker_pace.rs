@@ -5,37 +5,37 @@
 mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::{json, Map, Value};
-use tokio::sync::Semaphore;
+use serde_json::{Map, Value};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use async_request_reply::adapters::memory::{
     MemoryRecordStore, MemoryResultStore, MemoryWorkQueue,
 };
 use async_request_reply::domain::load::{Answer, LoadLimit};
-use async_request_reply::domain::ports::{
-    Delivery, Receipt, Storage, StoreError, Stores, SystemClock, WorkQueue,
-};
+use async_request_reply::domain::ports::{Storage, Stores, SystemClock};
 use async_request_reply::domain::sample::SampleWork;
 use async_request_reply::domain::work::{Work, WorkContext, WorkError, WorkOutput};
-use async_request_reply::domain::{OperationId, Service, ServiceSettings, Status, SubmitRequest};
+use async_request_reply::domain::{OperationId, Service, ServiceSettings, Status};
 use async_request_reply::edges::consumer::ConsumerGauges;
 use async_request_reply::edges::worker::{self, WorkerSettings};
 
 use support::eventually;
+use support::queue::{submit_sample, CountingQueue};
 
 const POLL: Duration = Duration::from_millis(10);
 const LIMIT: Duration = Duration::from_secs(10);
 
-/// Work that holds until the test hands it a permit, counting how many run at once.
+/// Work that holds until the test moves past the phase it started in, counting how many run
+/// at once. `u32::MAX` holds nothing.
 struct HeldWork {
     running: AtomicUsize,
     peak: AtomicUsize,
-    release: Semaphore,
+    phase: watch::Sender<u32>,
 }
 
 impl Default for HeldWork {
@@ -43,7 +43,7 @@ impl Default for HeldWork {
         Self {
             running: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
-            release: Semaphore::new(0),
+            phase: watch::Sender::new(0),
         }
     }
 }
@@ -56,6 +56,13 @@ impl HeldWork {
     fn take_peak(&self) -> usize {
         self.peak.swap(self.running(), Ordering::SeqCst)
     }
+    /// Releases the work started so far.
+    fn next_phase(&self) {
+        self.phase.send_modify(|p| *p += 1);
+    }
+    fn release_all(&self) {
+        self.phase.send_replace(u32::MAX);
+    }
 }
 
 #[async_trait]
@@ -65,58 +72,15 @@ impl Work for HeldWork {
         context: &WorkContext,
         record: Map<String, Value>,
     ) -> Result<WorkOutput, WorkError> {
+        let mut phase = self.phase.subscribe();
+        let started_in = *phase.borrow();
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
-        self.release.acquire().await.expect("open").forget();
+        if started_in != u32::MAX {
+            let _ = phase.wait_for(|p| *p > started_in).await;
+        }
         self.running.fetch_sub(1, Ordering::SeqCst);
         SampleWork::default().perform(context, record).await
-    }
-}
-
-/// A queue that remembers how many messages each receive asked for.
-#[derive(Default)]
-struct AskingQueue {
-    inner: MemoryWorkQueue,
-    asked: Mutex<Vec<usize>>,
-}
-
-impl AskingQueue {
-    fn asked_since(&self, from: usize) -> Vec<usize> {
-        self.asked.lock().unwrap()[from..].to_vec()
-    }
-    fn receives(&self) -> usize {
-        self.asked.lock().unwrap().len()
-    }
-}
-
-#[async_trait]
-impl WorkQueue for AskingQueue {
-    async fn send(&self, text: &str) -> Result<(), StoreError> {
-        self.inner.send(text).await
-    }
-    async fn send_delayed(&self, text: &str, delay: Duration) -> Result<(), StoreError> {
-        self.inner.send_delayed(text, delay).await
-    }
-    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, StoreError> {
-        let got = self.inner.receive(max, visibility).await?;
-        if !got.is_empty() {
-            self.asked.lock().unwrap().push(max);
-        }
-        Ok(got)
-    }
-    async fn extend(
-        &self,
-        receipt: &Receipt,
-        text: &str,
-        visibility: Duration,
-    ) -> Result<Receipt, StoreError> {
-        self.inner.extend(receipt, text, visibility).await
-    }
-    async fn delete(&self, receipt: &Receipt) -> Result<(), StoreError> {
-        self.inner.delete(receipt).await
-    }
-    async fn dead_letter(&self, delivery: &Delivery) -> Result<(), StoreError> {
-        self.inner.dead_letter(delivery).await
     }
 }
 
@@ -124,7 +88,7 @@ impl WorkQueue for AskingQueue {
 async fn the_worker_takes_fewer_messages_while_storage_pushes_back_and_finishes_those_in_hand() {
     // A zero target: every pushback cuts the limit at once, and only instant answers grow it.
     let load = Arc::new(LoadLimit::new(16, Duration::ZERO));
-    let queue = Arc::new(AskingQueue::default());
+    let queue = Arc::new(CountingQueue::default());
     let work = Arc::new(HeldWork::default());
     let stores = Stores {
         records: Arc::new(MemoryRecordStore::new()),
@@ -146,7 +110,7 @@ async fn the_worker_takes_fewer_messages_while_storage_pushes_back_and_finishes_
     ));
     let mut ids = vec![];
     for _ in 0..48 {
-        ids.push(submit_one(&service).await);
+        ids.push(submit_sample(&service).await);
     }
     let settings = WorkerSettings {
         concurrency: 16,
@@ -176,30 +140,39 @@ async fn the_worker_takes_fewer_messages_while_storage_pushes_back_and_finishes_
     }
     assert_eq!(load.current(), 6);
     let receives = queue.receives();
-    work.release.add_permits(16);
+    work.next_phase();
+    // The 16 in hand all end; meanwhile the worker takes new ones, but never more than the
+    // cut limit (it may hold fewer: like the host, it receives again only once the messages in
+    // hand have fallen to half the limit).
     eventually(
-        "the next messages under the cut limit",
+        "the 16 messages in hand all ended",
         POLL,
         LIMIT,
-        async || work.running() == 6 && gauges.in_flight() == 6,
+        async || {
+            let statuses =
+                futures::future::join_all(ids.iter().map(|id| status(&service, *id))).await;
+            statuses.iter().filter(|s| **s == Status::Succeeded).count() == 16
+        },
+    )
+    .await;
+    eventually(
+        "new messages under the cut limit",
+        POLL,
+        LIMIT,
+        async || work.running() >= 3 && gauges.in_flight() == work.running(),
     )
     .await;
     assert_eq!(gauges.limit(), 6);
+    assert!(work.running() <= 6, "{} worked on", work.running());
     let asked = queue.asked_since(receives);
     assert!(
         !asked.is_empty() && asked.iter().all(|&n| n <= 6),
         "receives under the cut limit asked for at most 6 messages: {asked:?}"
     );
-    let statuses = futures::future::join_all(ids.iter().map(|id| status(&service, *id))).await;
-    let succeeded = statuses.iter().filter(|s| **s == Status::Succeeded).count();
-    assert_eq!(
-        succeeded, 16,
-        "the messages in hand all finished: {statuses:?}"
-    );
     work.take_peak();
 
-    // Quick answers grow it back to the top: with 6 in hand, at most half of 16, the worker
-    // receives 10 more.
+    // Quick answers grow it back to the top: with at most 6 in hand, under half of 16, the
+    // worker receives the rest.
     for _ in 0..1000 {
         load.record(Answer::Took(Duration::ZERO));
     }
@@ -211,7 +184,7 @@ async fn the_worker_takes_fewer_messages_while_storage_pushes_back_and_finishes_
     assert_eq!(gauges.limit(), 16);
 
     // The rest finishes: nothing accepted is lost.
-    work.release.add_permits(64);
+    work.release_all();
     for id in &ids {
         eventually("every operation ends", POLL, LIMIT, async || {
             status(&service, *id).await == Status::Succeeded
@@ -224,23 +197,4 @@ async fn the_worker_takes_fewer_messages_while_storage_pushes_back_and_finishes_
 
 async fn status(service: &Service, id: OperationId) -> Status {
     service.get(id).await.expect("readable").status
-}
-
-async fn submit_one(service: &Service) -> OperationId {
-    let Value::Object(record) = json!({ "id": "1", "customername": "Contoso" }) else {
-        unreachable!()
-    };
-    let request = SubmitRequest {
-        record,
-        idempotency_key: None,
-        traceparent: None,
-        callback_url: None,
-    };
-    let status_url = |id| format!("http://localhost/api/RequestStatus/{id}");
-    service
-        .submit(request, &status_url)
-        .await
-        .expect("accepted")
-        .operation
-        .id
 }

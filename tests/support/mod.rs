@@ -9,6 +9,7 @@ pub mod contract;
 pub mod host;
 pub mod identity;
 pub mod poll;
+pub mod queue;
 pub mod receiver;
 pub mod work;
 
