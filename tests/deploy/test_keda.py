@@ -1,11 +1,17 @@
 """deploy/keda: the Kubernetes sketch of the standalone handler and the KEDA objects that scale it.
 
 No cluster runs here, so nothing is applied. The checks hold the manifests to the fields KEDA
-documents as required for the `azure-queue` scaler, a ScaledObject and a TriggerAuthentication
-(keda.sh/docs/2.21/scalers/azure-storage-queue/, .../reference/scaledobject-spec/ and
-.../authentication-providers/azure-ad-workload-identity/, from the kedacore/keda-docs repository),
-and to the handler itself: its default queue names, the settings it reads (from src/), the
-values it accepts (by starting it with the Deployment's settings), and grace periods that agree.
+documents as required for the `azure-queue` scaler, a ScaledObject and a TriggerAuthentication:
+  https://keda.sh/docs/2.21/scalers/azure-storage-queue/ (queueName required; accountName
+    required with pod identity; queueLength and activationQueueLength targets; connection or
+    connectionFromEnv only for connection strings),
+  https://keda.sh/docs/2.21/reference/scaledobject-spec/ (scaleTargetRef.name mandatory and in
+    the ScaledObject's namespace; min/max replicas, cooldownPeriod, pollingInterval),
+  https://keda.sh/docs/2.21/authentication-providers/azure-ad-workload-identity/
+    (podIdentity.provider: azure-workload),
+(content/docs/2.21/ in the kedacore/keda-docs repository); and to the handler itself: its
+default queue names, the settings it reads (from src/), the values it accepts (by starting it
+with the Deployment's settings), and grace periods that agree.
 """
 import json
 import os
