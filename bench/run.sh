@@ -391,19 +391,24 @@ if [ "$mode" = full ] && [ ! -x ./handler ]; then
 fi
 static_bin=./handler
 static_name="./handler (static musl, stripped)"
+zip_name="publish zip size (scripts/package.py, what func publish uploads)"
+size_kind=le
 if [ -n "$handler_arg" ]; then
-  # Sized and packaged to prove the steps work; the build is not the shipped one.
+  # Sized and packaged to prove the steps work; the build is not the shipped one, so its sizes
+  # are held to no target.
   static_bin=$handler_arg
   static_name="$handler_arg (a quick static build: not the shipped size)"
+  zip_name="zip size of a package around it (scripts/package.py --handler: not what ships)"
+  size_kind=none
 fi
 if [ -x "$static_bin" ]; then
-  row "binary size, $static_name" "$(awk -v b="$(stat -c %s "$static_bin")" 'BEGIN{print b/1048576}')" MiB "" "" le 8
+  row "binary size, $static_name" "$(awk -v b="$(stat -c %s "$static_bin")" 'BEGIN{print b/1048576}')" MiB "" "" "$size_kind" 8
 else
   row "binary size, target/release/handler (./handler absent: run scripts/build-static.sh)" \
     "$(awk -v b="$(stat -c %s "$handler")" 'BEGIN{print b/1048576}')" MiB "" "" le 8
 fi
 if [ -x "$static_bin" ] && python3 scripts/package.py --handler "$static_bin" "$work/app.zip" >/dev/null; then
-  row "publish zip size (scripts/package.py, what func publish uploads)" "$(awk -v b="$(stat -c %s "$work/app.zip")" 'BEGIN{print b/1048576}')" MiB "" "" le 4
+  row "$zip_name" "$(awk -v b="$(stat -c %s "$work/app.zip")" 'BEGIN{print b/1048576}')" MiB "" "" "$size_kind" 4
 else
   row "publish zip size" "n/a" MiB "" "" le 4 "skipped: no static ./handler to package"
 fi
