@@ -5,6 +5,11 @@ It takes every file of the project folder that `.funcignore` does not exclude (g
 patterns, the subset this project uses: names, globs, `dir/` and `/rooted` patterns), keeps the
 handler's executable bit, and refuses to build a package without an executable `handler`.
 Standard library only, so it runs before any virtualenv exists.
+
+    python3 scripts/package.py [OUT]                   ./handler, into OUT (dist/app.zip)
+    python3 scripts/package.py --handler PATH [OUT]    PATH as the package's `handler` (the test
+                                                       command's quick static build, never
+                                                       ./handler, so no publish picks it up)
 """
 from __future__ import annotations
 
@@ -62,17 +67,19 @@ def collect(root: Path) -> list[Path]:
     return files
 
 
-def build(root: Path, out: Path) -> list[str]:
-    handler = root / "handler"
+def build(root: Path, out: Path, handler: Path | None = None) -> list[str]:
+    handler = handler or root / "handler"
     if not handler.is_file() or not os.access(handler, os.X_OK):
-        raise SystemExit("package: no executable ./handler; run `bash scripts/build-static.sh` first")
+        raise SystemExit(f"package: no executable {handler}; run `bash scripts/build-static.sh` first")
     out.parent.mkdir(parents=True, exist_ok=True)
+    # The package's `handler` comes from `handler`, whatever lies at ./handler.
+    files = [(p, p.relative_to(root).as_posix()) for p in collect(root)]
+    files = [(p, rel) for p, rel in files if rel != "handler"] + [(handler, "handler")]
     names = []
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        for path in collect(root):
+        for path, rel in files:
             if path.resolve() == out.resolve():
                 continue
-            rel = path.relative_to(root).as_posix()
             info = zipfile.ZipInfo.from_file(path, rel)
             info.compress_type = zipfile.ZIP_DEFLATED
             # Unix permissions in the upper 16 bits, so the handler stays executable.
@@ -83,8 +90,14 @@ def build(root: Path, out: Path) -> list[str]:
 
 
 def main() -> None:
-    out = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else DEFAULT_OUT
-    names = build(ROOT, out)
+    args = sys.argv[1:]
+    handler = None
+    if args[:1] == ["--handler"] and len(args) >= 2:
+        handler, args = Path(args[1]).resolve(), args[2:]
+    if len(args) > 1 or any(a.startswith("-") for a in args):
+        raise SystemExit("usage: package.py [--handler PATH] [OUT]")
+    out = Path(args[0]).resolve() if args else DEFAULT_OUT
+    names = build(ROOT, out, handler)
     for name in names:
         print(f"  {name}")
     print(f"package: {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}: "
