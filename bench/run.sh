@@ -41,7 +41,8 @@ cleanup() {
   done
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
+  # BENCH_KEEP_WORK=1 keeps the logs (each process's, the counting proxy's call by call).
+  if [ -n "${BENCH_KEEP_WORK:-}" ]; then echo "bench: logs kept in $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -62,7 +62,7 @@ start_count_proxy() {
   local pb pq i
   pb=$(port); pq=$(port)
   "$bench" count-proxy --upstream-blob "$az_blob_url" --upstream-queue "$az_queue_url" \
-    --blob-port "$pb" --queue-port "$pq" >"$work/proxy.log" 2>&1 &
+    --blob-port "$pb" --queue-port "$pq" --log >>"$work/proxy.log" 2>&1 &
   proxy_pid=$!
   pids+=("$proxy_pid")
   proxy_url="http://127.0.0.1:$pb"
@@ -95,15 +95,18 @@ tx_count_handler() {
   run_bench "$work/$name.sub" submit --url "http://127.0.0.1:$host_port" --n "$n" --conc "$az_conc" \
     --out "$work/$name.paths" || { stop_pid "$host_pid"; return 1; }
   snap "$work/tx1.json"
+  echo "--- submitted" >>"$work/proxy.log"
   stop_pid "$host_pid"
   start_handler "$name" "${via[@]}" WORKER_CONCURRENCY="$worker_conc" || return 1
   snap "$work/tx2.json"
+  echo "--- ready" >>"$work/proxy.log"
   run_bench "$work/$name.drain" backlog --url "http://127.0.0.1:${txh_port}" --queue "$az_queue_url" \
     --name "q-$name" --paths "$work/$name.paths" --timeout-s "$drain_timeout" --no-check ||
     { stop_pid "$txh_pid"; return 1; }
   # The last delete has been answered; give the worker a moment to finish what follows it.
   sleep 0.3
   snap "$work/tx3.json"
+  echo "--- drained" >>"$work/proxy.log"
   run_bench "$work/$name.read" statuses --url "http://127.0.0.1:${txh_port}" --paths "$work/$name.paths" ||
     { stop_pid "$txh_pid"; return 1; }
   snap "$work/tx4.json"

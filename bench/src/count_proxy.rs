@@ -98,6 +98,8 @@ fn loopback_base(url: &str) -> Result<String, BoxError> {
 struct Proxy {
     counts: Counts,
     client: reqwest::Client,
+    /// Writes a line per forwarded call to stdout (`--log`): what each count is made of.
+    log: bool,
 }
 
 impl Proxy {
@@ -177,6 +179,20 @@ impl Proxy {
             }
         }
 
+        if self.log {
+            let class = match ep {
+                Endpoint::Queue
+                    if receive && !bytes.windows(14).any(|w| w == b"<QueueMessage>") =>
+                {
+                    "queue-empty"
+                }
+                Endpoint::Queue => "queue",
+                Endpoint::Blob if matches!(parts.method, Method::GET | Method::HEAD) => "blob-read",
+                Endpoint::Blob => "blob-write",
+            };
+            println!("{class} {} {} {}", parts.method, parts.uri, status.as_u16());
+        }
+
         let mut resp = Response::builder().status(status.as_u16());
         for (k, v) in &headers {
             // Content-Length is kept: a HEAD's (blob properties) is the blob's size.
@@ -229,6 +245,7 @@ pub async fn run(
     upstream_queue: &str,
     blob_port: u16,
     queue_port: u16,
+    log: bool,
 ) -> Result<(), BoxError> {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -238,6 +255,7 @@ pub async fn run(
     let proxy = Arc::new(Proxy {
         counts: Counts::default(),
         client,
+        log,
     });
     let blob = serve(
         proxy.clone(),

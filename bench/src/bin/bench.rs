@@ -19,7 +19,8 @@
 //!                   read N through the counting proxy at --proxy URL, counted per phase)
 //!                   [--azurite-pid P]: also report Azurite's CPU use while draining
 //!   bench count-proxy --upstream-blob URL --upstream-queue URL --blob-port P --queue-port Q
-//!                   forward storage calls to Azurite, counting them (GET /__counts)
+//!                   [--log]  forward storage calls to Azurite, counting them (GET
+//!                   /__counts, POST /__reset); --log prints a line per call
 //!   bench txreport  --n N --submit0 F --submit1 F --ready F --drained F --read F
 //!                   the handler's storage calls per operation from count snapshots
 //!   bench statuses  --url U --paths FILE   read each status once; every one must be a 302
@@ -572,6 +573,7 @@ fn main() -> Result<(), BoxError> {
                             &a.s("upstream-queue"),
                             a.n("blob-port", 0) as u16,
                             a.n("queue-port", 0) as u16,
+                            a.flag("log"),
                         )
                         .await
                     }
