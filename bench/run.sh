@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The benchmark harness, one command, from the repo root or anywhere:
 #
-#   bash bench/run.sh           full run (scale sweeps included; about an hour after the builds,
+#   bash bench/run.sh           full run (scale sweeps included; 20-45 minutes after the builds,
 #                               most of it the Azurite drains at 10,000 queued)
 #   bash bench/run.sh --smoke   a short pass of every part (seconds each)
 #
 # Builds the release handler and the bench package (bench/, its own Cargo workspace, sharing
-# the root target/, or $CARGO_TARGET_DIR when set), installs what it needs (Azurite 3.35.0 into .tools/, wrk or oha), starts
-# everything on free 127.0.0.1 ports, measures, prints ONE markdown table, and stops every
-# process it started. A slow figure never fails the run; a broken measurement does (exit 1).
+# the root target/, or $CARGO_TARGET_DIR when set), installs what it needs (Azurite 3.35.0 into
+# .tools/, wrk or oha), starts everything on free 127.0.0.1 ports, measures, prints ONE markdown
+# table (and the sweeps), draws the sweep charts, and stops every process it started. A slow figure never fails the run; a broken measurement does (exit 1).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
@@ -480,43 +480,9 @@ if run_bench "$work/lat_a" latency --url "http://127.0.0.1:$al_port" --n "$((lat
 fi
 stop_pid "$al_pid"
 
-# --- backlog drain: the bare client and the handler each on their own fresh Azurite (a deep
-# queue leaves Azurite busy for a while after it is drained). The bare client does the seed's
-# minimum per message (receive(32), put result, delete) on as many handlers as the worker has.
-fresh_azurite
-log "backlog drain on Azurite ($drain_az queued)"
-if bare_drain "$drain_az" "$work/az_q"; then
-  row "Azurite bare: receive(32) + put result + delete ($drain_az queued, $worker_conc handlers)" \
-    "$(get "$work/az_q" work_drain_rate_per_s)" "msgs/s" "" "azure_storage_* 0.21" none ""
-else
-  errors=$((errors + 1))
-fi
-fresh_azurite
-if backlog_drain "$drain_az" bla; then
-  a_drain=$drain_rate
-  row "backlog drain, Azurite ($drain_az queued, then a standalone handler started)" "$a_drain" "ops/s" \
-    "$(get "$work/az_q" work_drain_rate_per_s)" "bare receive+put result+delete" ge_ratio 0.5
-  row "Azurite's CPU while draining: the handler's drain" "$(get "$work/bla.drain" backlog_azurite_cpu_pct)" "% of a core" \
-    "$(get "$work/az_q" work_drain_azurite_cpu_pct)" "bare receive+put result+delete" none ""
-else
-  echo "bench: the backlog drain on Azurite failed" >&2
-  errors=$((errors + 1))
-fi
-
-# --- storage calls per operation, counted by a proxy in front of Azurite
-fresh_azurite
-log "storage calls per operation, counted ($tx_n operations)"
-if start_count_proxy && tx_count_handler "$tx_n" && tx_count_bare "$tx_n"; then
-  row "storage calls per completed operation, Azurite (submit + work + one status read)" \
-    "$(get "$work/tx_h" tx_all_total)" "calls" "$(get "$work/tx_b" tx_all_total)" "bare seed minimum" none ""
-  row "idle queue polls during those operations (empty receives, per operation)" \
-    "$(get "$work/tx_h" tx_all_empty)" "calls" "$(get "$work/tx_b" tx_all_empty)" "bare seed minimum" none ""
-  tx_table "$tx_n"
-else
-  echo "bench: counting storage calls failed" >&2
-  errors=$((errors + 1))
-fi
-[ -n "${proxy_pid:-}" ] && stop_pid "$proxy_pid"
+# --- backlog drain (bare and handler, each on a fresh Azurite) and the counted storage calls
+drain_rows
+tx_rows
 
 # --- streaming
 fresh_azurite
@@ -552,62 +518,7 @@ if [ "$mode" = full ]; then
   done
   stop_pid "$sw_pid"
 
-  log "sweep: backlog 1..10,000, in memory; on Azurite at $az_depths"
-  {
-    echo
-    echo "Backlog sweep. In memory: N submitted at once over 32 connections to a fresh standalone handler, time"
-    echo "until all Succeeded (the worker drains while they arrive; the in-memory queue does not outlive its process)."
-    echo "Azurite: N queued first (host mode), then a fresh standalone handler (WORKER_CONCURRENCY=$worker_conc) timed"
-    echo "from spawn until the queue is empty, each N on a fresh Azurite, and its bare baseline (receive(32) + put"
-    echo "result + delete on $worker_conc handlers) on another. Peak RSS of the handler doing it."
-    echo
-    echo "| N | in memory: ops/s | in memory: peak RSS MiB | Azurite: drain s | Azurite: ops/s | Azurite: peak RSS MiB | bare msgs/s | Azurite ratio | Azurite CPU %, handler / bare |"
-    echo "|---|---|---|---|---|---|---|---|---|"
-  } >>"$sweeps"
-  for n in 1 10 100 1000 10000; do
-    mr="-"; mpk="-"; as="-"; ar="-"; apk="-"; qr="-"; acpu="-"; qcpu="-"
-    start_handler swm "${mem_env[@]}"
-    if sample_peak "$swm_pid" "$work/swm.peak" run_bench "$work/swm_$n" drain --url "http://127.0.0.1:$swm_port" --n "$n" --conc 32; then
-      mr=$(get "$work/swm_$n" drain_rate_per_s)
-      mpk=$(awk -v k="$(cat "$work/swm.peak")" 'BEGIN { printf "%.1f", k / 1024 }')
-      printf 'handler, in memory\t%s\t%s\n' "$n" "$mr" >>"$depth_data"
-    else
-      errors=$((errors + 1))
-    fi
-    stop_pid "$swm_pid"
-    if ! [[ " $az_depths " == *" $n "* ]]; then
-      : # not a depth this run was asked for on Azurite: memory only
-    elif [ "$n" = "$drain_az" ] && [ -n "${a_drain:-}" ]; then
-      # The main table's rows: not measured twice.
-      ar=$a_drain; qr=$(get "$work/az_q" work_drain_rate_per_s)
-      acpu=$(get "$work/bla.drain" backlog_azurite_cpu_pct); qcpu=$(get "$work/az_q" work_drain_azurite_cpu_pct)
-      as=$(awk -v n="$n" -v r="$ar" 'BEGIN { printf "%.1f", n / r }')
-      apk=$(awk -v k="$(cat "$work/bla.peak")" 'BEGIN { printf "%.1f", k / 1024 }')
-    else
-      fresh_azurite
-      log "  N=$n: the bare drain"
-      if bare_drain "$n" "$work/swq_$n"; then
-        qr=$(get "$work/swq_$n" work_drain_rate_per_s); qcpu=$(get "$work/swq_$n" work_drain_azurite_cpu_pct)
-      else
-        errors=$((errors + 1))
-      fi
-      fresh_azurite
-      log "  N=$n: the handler's drain"
-      if backlog_drain "$n" "bl$n"; then
-        ar=$drain_rate
-        as=$(awk -v n="$n" -v r="$ar" 'BEGIN { printf "%.1f", n / r }')
-        apk=$(awk -v k="$(cat "$work/bl$n.peak")" 'BEGIN { printf "%.1f", k / 1024 }')
-        acpu=$(get "$work/bl$n.drain" backlog_azurite_cpu_pct)
-      else
-        ar="-"; errors=$((errors + 1))
-      fi
-    fi
-    [ "$ar" != "-" ] && printf 'handler, Azurite\t%s\t%s\n' "$n" "$ar" >>"$depth_data"
-    [ "$qr" != "-" ] && printf 'bare client, Azurite\t%s\t%s\n' "$n" "$qr" >>"$depth_data"
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n' "$n" "$mr" "$mpk" "$as" "$ar" "$apk" "$qr" \
-      "$(awk -v a="$ar" -v b="$qr" 'BEGIN { if (b > 0 && a > 0) printf "%.2fx", a / b; else print "-" }')" "$acpu" "$qcpu" >>"$sweeps"
-    log "  N=$n memory ${mr}/s, Azurite ${ar}/s, bare ${qr}/s"
-  done
+  depth_sweep
 else
   # The smoke pass draws its charts from the main table's drains (one depth each).
   [ -n "${a_drain:-}" ] && printf 'handler, Azurite\t%s\t%s\n' "$drain_az" "$a_drain" >>"$depth_data"

@@ -55,6 +55,94 @@ bare_drain() {
     { echo "bench: the bare drain of $1 queued messages failed or took over $drain_timeout s" >&2; return 1; }
 }
 
+# drain_rows: the main table's backlog drain at $drain_az, the bare client's and the handler's.
+drain_rows() {
+  # --- backlog drain: the bare client and the handler each on their own fresh Azurite (a deep
+  # queue leaves Azurite busy for a while after it is drained). The bare client does the seed's
+  # minimum per message (receive(32), put result, delete) on as many handlers as the worker has.
+  fresh_azurite
+  log "backlog drain on Azurite ($drain_az queued)"
+  if bare_drain "$drain_az" "$work/az_q"; then
+    row "Azurite bare: receive(32) + put result + delete ($drain_az queued, $worker_conc handlers)" \
+      "$(get "$work/az_q" work_drain_rate_per_s)" "msgs/s" "" "azure_storage_* 0.21" none ""
+  else
+    errors=$((errors + 1))
+  fi
+  fresh_azurite
+  if backlog_drain "$drain_az" bla; then
+    a_drain=$drain_rate
+    row "backlog drain, Azurite ($drain_az queued, then a standalone handler started)" "$a_drain" "ops/s" \
+      "$(get "$work/az_q" work_drain_rate_per_s)" "bare receive+put result+delete" ge_ratio 0.5
+    row "Azurite's CPU while draining: the handler's drain" "$(get "$work/bla.drain" backlog_azurite_cpu_pct)" "% of a core" \
+      "$(get "$work/az_q" work_drain_azurite_cpu_pct)" "bare receive+put result+delete" none ""
+  else
+    echo "bench: the backlog drain on Azurite failed" >&2
+    errors=$((errors + 1))
+  fi
+}
+
+# depth_sweep: the backlog sweep table (full run): in memory at every depth, on Azurite at
+# $az_depths, each feeding the depth chart's data.
+depth_sweep() {
+  log "sweep: backlog 1..10,000, in memory; on Azurite at $az_depths"
+  local n mr mpk as ar apk qr acpu qcpu
+  {
+    echo
+    echo "Backlog sweep. In memory: N submitted at once over 32 connections to a fresh standalone handler, time"
+    echo "until all Succeeded (the worker drains while they arrive; the in-memory queue does not outlive its process)."
+    echo "Azurite: N queued first (host mode), then a fresh standalone handler (WORKER_CONCURRENCY=$worker_conc) timed"
+    echo "from spawn until the queue is empty, each N on a fresh Azurite, and its bare baseline (receive(32) + put"
+    echo "result + delete on $worker_conc handlers) on another. Peak RSS of the handler doing it."
+    echo
+    echo "| N | in memory: ops/s | in memory: peak RSS MiB | Azurite: drain s | Azurite: ops/s | Azurite: peak RSS MiB | bare msgs/s | Azurite ratio | Azurite CPU %, handler / bare |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+  } >>"$sweeps"
+  for n in 1 10 100 1000 10000; do
+    mr="-"; mpk="-"; as="-"; ar="-"; apk="-"; qr="-"; acpu="-"; qcpu="-"
+    start_handler swm "${mem_env[@]}"
+    if sample_peak "$swm_pid" "$work/swm.peak" run_bench "$work/swm_$n" drain --url "http://127.0.0.1:$swm_port" --n "$n" --conc 32; then
+      mr=$(get "$work/swm_$n" drain_rate_per_s)
+      mpk=$(awk -v k="$(cat "$work/swm.peak")" 'BEGIN { printf "%.1f", k / 1024 }')
+      printf 'handler, in memory\t%s\t%s\n' "$n" "$mr" >>"$depth_data"
+    else
+      errors=$((errors + 1))
+    fi
+    stop_pid "$swm_pid"
+    if ! [[ " $az_depths " == *" $n "* ]]; then
+      : # not a depth this run was asked for on Azurite: memory only
+    elif [ "$n" = "$drain_az" ] && [ -n "${a_drain:-}" ]; then
+      # The main table's rows: not measured twice.
+      ar=$a_drain; qr=$(get "$work/az_q" work_drain_rate_per_s)
+      acpu=$(get "$work/bla.drain" backlog_azurite_cpu_pct); qcpu=$(get "$work/az_q" work_drain_azurite_cpu_pct)
+      as=$(awk -v n="$n" -v r="$ar" 'BEGIN { printf "%.1f", n / r }')
+      apk=$(awk -v k="$(cat "$work/bla.peak")" 'BEGIN { printf "%.1f", k / 1024 }')
+    else
+      fresh_azurite
+      log "  N=$n: the bare drain"
+      if bare_drain "$n" "$work/swq_$n"; then
+        qr=$(get "$work/swq_$n" work_drain_rate_per_s); qcpu=$(get "$work/swq_$n" work_drain_azurite_cpu_pct)
+      else
+        errors=$((errors + 1))
+      fi
+      fresh_azurite
+      log "  N=$n: the handler's drain"
+      if backlog_drain "$n" "bl$n"; then
+        ar=$drain_rate
+        as=$(awk -v n="$n" -v r="$ar" 'BEGIN { printf "%.1f", n / r }')
+        apk=$(awk -v k="$(cat "$work/bl$n.peak")" 'BEGIN { printf "%.1f", k / 1024 }')
+        acpu=$(get "$work/bl$n.drain" backlog_azurite_cpu_pct)
+      else
+        ar="-"; errors=$((errors + 1))
+      fi
+    fi
+    [ "$ar" != "-" ] && printf 'handler, Azurite\t%s\t%s\n' "$n" "$ar" >>"$depth_data"
+    [ "$qr" != "-" ] && printf 'bare client, Azurite\t%s\t%s\n' "$n" "$qr" >>"$depth_data"
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n' "$n" "$mr" "$mpk" "$as" "$ar" "$apk" "$qr" \
+      "$(awk -v a="$ar" -v b="$qr" 'BEGIN { if (b > 0 && a > 0) printf "%.2fx", a / b; else print "-" }')" "$acpu" "$qcpu" >>"$sweeps"
+    log "  N=$n memory ${mr}/s, Azurite ${ar}/s, bare ${qr}/s"
+  done
+}
+
 # ------------------------------------------------------------------ counted storage calls
 # start_count_proxy: the counting proxy in front of the current Azurite; sets proxy_url (its
 # counts endpoint), proxy_conn (a connection string through it), proxy_blob_url/proxy_queue_url.
@@ -129,20 +217,39 @@ tx_table() {
     echo "the handler at WORKER_CONCURRENCY=$worker_conc, PROCESSING_DELAY_MS=1; the bare client doing the"
     echo "seed's minimum: put record + put message, receive(32) + put result + delete, get record)."
     echo "Queue calls exclude empty polls (receives that brought no message), which are counted apart;"
-    echo "the total is blob writes + blob reads + queue calls. The handler's work phase includes its"
-    echo "start-up ($(get "$work/tx_h" tx_startup_calls) calls in all, not per operation)."
+    echo "the total is blob writes + blob reads + queue calls. Refused: the writes (counted among the"
+    echo "writes) that storage refused, 412 (If-Match failed) or 409 (exists). The handler's work phase"
+    echo "includes its start-up ($(get "$work/tx_h" tx_startup_calls) calls in all, not per operation)."
     echo
-    echo "| phase | who | blob writes | blob reads | queue calls | empty polls | total |"
-    echo "|---|---|---|---|---|---|---|"
+    echo "| phase | who | blob writes | of which refused | blob reads | queue calls | empty polls | total |"
+    echo "|---|---|---|---|---|---|---|---|"
     for ph in submit work status all; do
       for who in handler bare; do
         if [ "$who" = handler ]; then f="$work/tx_h"; else f="$work/tx_b"; fi
-        printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$ph" "$who" "$(get "$f" "tx_${ph}_writes")" \
-          "$(get "$f" "tx_${ph}_reads")" "$(get "$f" "tx_${ph}_queue")" "$(get "$f" "tx_${ph}_empty")" \
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$ph" "$who" "$(get "$f" "tx_${ph}_writes")" \
+          "$(get "$f" "tx_${ph}_refused")" "$(get "$f" "tx_${ph}_reads")" "$(get "$f" "tx_${ph}_queue")" "$(get "$f" "tx_${ph}_empty")" \
           "$(get "$f" "tx_${ph}_total")"
       done
     done
   } >>"$sweeps"
+}
+
+# tx_rows: the counted storage calls, handler and bare, as two rows and a table.
+tx_rows() {
+  # --- storage calls per operation, counted by a proxy in front of Azurite
+  fresh_azurite
+  log "storage calls per operation, counted ($tx_n operations)"
+  if start_count_proxy && tx_count_handler "$tx_n" && tx_count_bare "$tx_n"; then
+    row "storage calls per completed operation, Azurite (submit + work + one status read)" \
+      "$(get "$work/tx_h" tx_all_total)" "calls" "$(get "$work/tx_b" tx_all_total)" "bare seed minimum" none ""
+    row "idle queue polls during those operations (empty receives, per operation)" \
+      "$(get "$work/tx_h" tx_all_empty)" "calls" "$(get "$work/tx_b" tx_all_empty)" "bare seed minimum" none ""
+    tx_table "$tx_n"
+  else
+    echo "bench: counting storage calls failed" >&2
+    errors=$((errors + 1))
+  fi
+  [ -n "${proxy_pid:-}" ] && stop_pid "$proxy_pid"
 }
 
 # ------------------------------------------------------------------ instances sharing a queue

@@ -26,6 +26,8 @@ use crate::common::BoxError;
 #[derive(Default)]
 pub struct Counts {
     blob_writes: AtomicU64,
+    /// Blob writes refused by their condition (412) or because the target exists (409).
+    blob_writes_refused: AtomicU64,
     blob_reads: AtomicU64,
     queue_calls: AtomicU64,
     queue_receives: AtomicU64,
@@ -33,9 +35,10 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn all(&self) -> [(&'static str, &AtomicU64); 5] {
+    fn all(&self) -> [(&'static str, &AtomicU64); 6] {
         [
             ("blob_writes", &self.blob_writes),
+            ("blob_writes_refused", &self.blob_writes_refused),
             ("blob_reads", &self.blob_reads),
             ("queue_calls", &self.queue_calls),
             ("queue_receives", &self.queue_receives),
@@ -176,6 +179,9 @@ impl Proxy {
             }
             Endpoint::Blob => {
                 c.blob_writes.fetch_add(1, Ordering::SeqCst);
+                if matches!(status.as_u16(), 409 | 412) {
+                    c.blob_writes_refused.fetch_add(1, Ordering::SeqCst);
+                }
             }
         }
 

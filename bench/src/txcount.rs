@@ -7,6 +7,7 @@ use crate::common::{result, Args, BoxError};
 #[derive(Clone, Copy, Default, Debug, PartialEq)]
 pub struct Snap {
     pub blob_writes: u64,
+    pub blob_writes_refused: u64,
     pub blob_reads: u64,
     pub queue_calls: u64,
     pub queue_empty_receives: u64,
@@ -22,6 +23,7 @@ impl Snap {
         };
         Ok(Snap {
             blob_writes: get("blob_writes")?,
+            blob_writes_refused: get("blob_writes_refused")?,
             blob_reads: get("blob_reads")?,
             queue_calls: get("queue_calls")?,
             queue_empty_receives: get("queue_empty_receives")?,
@@ -31,6 +33,7 @@ impl Snap {
     fn minus(self, o: Snap) -> Snap {
         Snap {
             blob_writes: self.blob_writes - o.blob_writes,
+            blob_writes_refused: self.blob_writes_refused - o.blob_writes_refused,
             blob_reads: self.blob_reads - o.blob_reads,
             queue_calls: self.queue_calls - o.queue_calls,
             queue_empty_receives: self.queue_empty_receives - o.queue_empty_receives,
@@ -40,6 +43,7 @@ impl Snap {
     fn plus(self, o: Snap) -> Snap {
         Snap {
             blob_writes: self.blob_writes + o.blob_writes,
+            blob_writes_refused: self.blob_writes_refused + o.blob_writes_refused,
             blob_reads: self.blob_reads + o.blob_reads,
             queue_calls: self.queue_calls + o.queue_calls,
             queue_empty_receives: self.queue_empty_receives + o.queue_empty_receives,
@@ -77,6 +81,7 @@ pub fn report(n: usize, phases: &[(&str, Snap, Snap)]) {
     result("tx_n", n);
     for (name, d) in lines {
         result(&format!("tx_{name}_writes"), per(d.blob_writes));
+        result(&format!("tx_{name}_refused"), per(d.blob_writes_refused));
         result(&format!("tx_{name}_reads"), per(d.blob_reads));
         result(
             &format!("tx_{name}_queue"),
@@ -121,7 +126,7 @@ mod tests {
     #[test]
     fn useful_calls_leave_the_empty_polls_out() {
         let s = Snap::parse(
-            r#"{"blob_writes":4,"blob_reads":2,"queue_calls":10,"queue_receives":8,"queue_empty_receives":7}"#,
+            r#"{"blob_writes":4,"blob_writes_refused":1,"blob_reads":2,"queue_calls":10,"queue_receives":8,"queue_empty_receives":7}"#,
         )
         .unwrap();
         assert_eq!(s.useful(), 9);
