@@ -58,9 +58,11 @@ fi
 # depth sweep goes on to 10,000 (BENCH_AZURE_DEPTHS), each drain given BENCH_DRAIN_TIMEOUT_S.
 drain_az=${BENCH_AZURE_BACKLOG:-$drain_az}
 if [ "$mode" = smoke ]; then
-  az_depths=${BENCH_AZURE_DEPTHS:-$drain_az}; inst_n=60; tx_n=20
+  # No depth sweep unless BENCH_AZURE_DEPTHS asks for one (at those depths, memory and Azurite).
+  az_depths=${BENCH_AZURE_DEPTHS:-}; mem_depths=$az_depths; inst_n=60; tx_n=20
 else
-  az_depths=${BENCH_AZURE_DEPTHS:-1 10 100 1000 10000}; inst_n=1000; tx_n=100
+  az_depths=${BENCH_AZURE_DEPTHS:-1 10 100 1000 10000}; mem_depths="1 10 100 1000 10000"
+  inst_n=1000; tx_n=100
 fi
 drain_timeout=${BENCH_DRAIN_TIMEOUT_S:-1800}
 # The handler's worker concurrency in every drain, and the bare drain's handlers: the same.
@@ -494,7 +496,7 @@ if run_bench "$work/stream_a" stream --url "http://127.0.0.1:$as_port" --pid "$a
 fi
 stop_pid "$as_pid"
 
-# ================================================================== sweeps (full only)
+# ================================================================== sweeps (full only; depths on request)
 if [ "$mode" = full ]; then
   log "sweep: concurrency 1..256, pending status in memory vs baseline"
   start_handler sw "${parked_env[@]}"
@@ -518,6 +520,8 @@ if [ "$mode" = full ]; then
   done
   stop_pid "$sw_pid"
 
+fi
+if [ "$mode" = full ] || [ -n "$az_depths" ]; then
   depth_sweep
 else
   # The smoke pass draws its charts from the main table's drains (one depth each).

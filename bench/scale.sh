@@ -81,10 +81,10 @@ drain_rows() {
   fi
 }
 
-# depth_sweep: the backlog sweep table (full run): in memory at every depth, on Azurite at
-# $az_depths, each feeding the depth chart's data.
+# depth_sweep: the backlog sweep table (the full run; the smoke pass when BENCH_AZURE_DEPTHS is
+# set): in memory at $mem_depths, on Azurite at $az_depths, each feeding the depth chart's data.
 depth_sweep() {
-  log "sweep: backlog 1..10,000, in memory; on Azurite at $az_depths"
+  log "sweep: backlog, in memory at $mem_depths; on Azurite at $az_depths"
   local n mr mpk as ar apk qr acpu qcpu
   {
     echo
@@ -97,17 +97,20 @@ depth_sweep() {
     echo "| N | in memory: ops/s | in memory: peak RSS MiB | Azurite: drain s | Azurite: ops/s | Azurite: peak RSS MiB | bare msgs/s | Azurite ratio | Azurite CPU %, handler / bare |"
     echo "|---|---|---|---|---|---|---|---|---|"
   } >>"$sweeps"
-  for n in 1 10 100 1000 10000; do
+  # shellcheck disable=SC2086 # the depth lists are words
+  for n in $(printf '%s\n' $mem_depths $az_depths | sort -n -u); do
     mr="-"; mpk="-"; as="-"; ar="-"; apk="-"; qr="-"; acpu="-"; qcpu="-"
-    start_handler swm "${mem_env[@]}"
-    if sample_peak "$swm_pid" "$work/swm.peak" run_bench "$work/swm_$n" drain --url "http://127.0.0.1:$swm_port" --n "$n" --conc 32; then
-      mr=$(get "$work/swm_$n" drain_rate_per_s)
-      mpk=$(awk -v k="$(cat "$work/swm.peak")" 'BEGIN { printf "%.1f", k / 1024 }')
-      printf 'handler, in memory\t%s\t%s\n' "$n" "$mr" >>"$depth_data"
-    else
-      errors=$((errors + 1))
+    if [[ " $mem_depths " == *" $n "* ]]; then
+      if start_handler swm "${mem_env[@]}" &&
+        sample_peak "$swm_pid" "$work/swm.peak" run_bench "$work/swm_$n" drain --url "http://127.0.0.1:$swm_port" --n "$n" --conc 32; then
+        mr=$(get "$work/swm_$n" drain_rate_per_s)
+        mpk=$(awk -v k="$(cat "$work/swm.peak")" 'BEGIN { printf "%.1f", k / 1024 }')
+        printf 'handler, in memory\t%s\t%s\n' "$n" "$mr" >>"$depth_data"
+      else
+        errors=$((errors + 1))
+      fi
+      stop_pid "${swm_pid:-}"
     fi
-    stop_pid "$swm_pid"
     if ! [[ " $az_depths " == *" $n "* ]]; then
       : # not a depth this run was asked for on Azurite: memory only
     elif [ "$n" = "$drain_az" ] && [ -n "${a_drain:-}" ]; then
