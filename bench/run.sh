@@ -47,7 +47,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log() { printf '==> %s\n' "$*" >&2; }
+log() { printf '==> [%ss] %s\n' "$SECONDS" "$*" >&2; }
 
 if [ "$mode" = smoke ]; then
   dur=2; runs=5; lat_n=50; drain_mem=200; drain_az=50; az_n=100; stream_mib=8; rss_dur=2
