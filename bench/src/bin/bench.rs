@@ -35,9 +35,6 @@ use std::time::{Duration, Instant};
 
 use async_request_reply_bench::common::*;
 use async_request_reply_bench::{bare, chart, count_proxy, txcount};
-use azure_core::request_options::IfMatchCondition;
-use azure_storage_blobs::prelude::{BlobContentType, ClientBuilder};
-use azure_storage_queues::prelude::{NumberOfMessages, PopReceipt};
 use azure_storage_queues::QueueServiceClientBuilder;
 use futures::StreamExt;
 
@@ -376,166 +373,6 @@ async fn stream(a: &Args) -> Result<(), BoxError> {
     Ok(())
 }
 
-async fn azure(a: &Args) -> Result<(), BoxError> {
-    let what = a.s("what");
-    let n = a.n("n", 200);
-    let conc = a.n("conc", 16);
-    let secs: f64 = a
-        .named
-        .get("secs")
-        .map(|v| v.parse())
-        .transpose()?
-        .unwrap_or(0.0);
-    let blob_ep = a.named.get("blob").cloned().unwrap_or_default();
-    let queue_ep = a.named.get("queue").cloned().unwrap_or_default();
-    let tag = format!("bench{}", std::process::id());
-    let doc = bytes::Bytes::from_static(
-        br#"{"id":"00000000-0000-4000-8000-000000000000","status":"NotStarted","createdDateTime":"2026-01-01T00:00:00Z","lastUpdatedDateTime":"2026-01-01T00:00:00Z","expirationDateTime":"2026-01-02T00:00:00Z","statusUrl":"http://127.0.0.1/api/RequestStatus/00000000-0000-4000-8000-000000000000","record":{"id":"1","customername":"Contoso"}}"#,
-    );
-    match what.as_str() {
-        "roundtrip" => {
-            let c = container(&blob_ep, &tag).await?;
-            let keep = c.clone();
-            let r = run_ops("blob_roundtrip", n, secs, conc, move |i| {
-                let (c, doc) = (c.clone(), doc.clone());
-                async move {
-                    let name = format!("rt-{i}.json");
-                    c.blob_client(&name)
-                        .put_block_blob(doc)
-                        .content_type(BlobContentType::from("application/json"))
-                        .await?;
-                    read_blob(&c, &name).await?;
-                    Ok(())
-                }
-            })
-            .await;
-            let _ = keep.delete().await;
-            r
-        }
-        "get" => {
-            let c = container(&blob_ep, &tag).await?;
-            c.blob_client("one.json")
-                .put_block_blob(doc)
-                .content_type(BlobContentType::from("application/json"))
-                .await?;
-            let keep = c.clone();
-            let r = run_ops("blob_get", n, secs, conc, move |_| {
-                let c = c.clone();
-                async move {
-                    read_blob(&c, "one.json").await?;
-                    Ok(())
-                }
-            })
-            .await;
-            let _ = keep.delete().await;
-            r
-        }
-        "submit" => {
-            // The storage calls of one submission: create-only record blob + queue message.
-            let c = container(&blob_ep, &tag).await?;
-            let q = queue(&queue_ep, &tag).await?;
-            let (keep_c, keep_q) = (c.clone(), q.clone());
-            let r = run_ops("bare_submit", n, secs, conc, move |i| {
-                let (c, q, doc) = (c.clone(), q.clone(), doc.clone());
-                async move {
-                    c.blob_client(format!("op-{i}.json"))
-                        .put_block_blob(doc)
-                        .content_type(BlobContentType::from("application/json"))
-                        .if_match(IfMatchCondition::NotMatch("*".into()))
-                        .await?;
-                    q.put_message("eyJpZCI6IjEiLCJjdXN0b21lcm5hbWUiOiJDb250b3NvIn0=")
-                        .await?;
-                    Ok(())
-                }
-            })
-            .await;
-            // Leave nothing behind: Azurite slows down as its store grows.
-            let _ = keep_c.delete().await;
-            let _ = keep_q.delete().await;
-            r
-        }
-        "delete" => {
-            // Removes what a handler instance started by bench/run.sh used.
-            let name = a.s("name");
-            let svc =
-                QueueServiceClientBuilder::with_location(location(&queue_ep), creds()).build();
-            for q in [format!("q-{name}"), format!("q-{name}-poison")] {
-                let _ = svc.queue_client(q).delete().await;
-            }
-            let blobs =
-                ClientBuilder::with_location(location(&blob_ep), creds()).blob_service_client();
-            for c in [format!("data-{name}"), format!("ops-{name}")] {
-                let _ = blobs.container_client(c).delete().await;
-            }
-            Ok(())
-        }
-        "drain" => {
-            let q = queue(&queue_ep, &tag).await?;
-            {
-                let q = q.clone();
-                run_ops("queue_put", n, 0.0, conc, move |_| {
-                    let q = q.clone();
-                    async move {
-                        q.put_message("eyJpZCI6IjEiLCJjdXN0b21lcm5hbWUiOiJDb250b3NvIn0=")
-                            .await?;
-                        Ok(())
-                    }
-                })
-                .await?;
-            }
-            // Receive 32 at a time on `conc` receivers, deleting each, until all N are gone.
-            let done = Arc::new(AtomicUsize::new(0));
-            let azurite = a.named.get("azurite-pid").and_then(|p| p.parse().ok());
-            let cpu0 = cpu_seconds(azurite);
-            let t0 = Instant::now();
-            let mut tasks = Vec::new();
-            for _ in 0..conc.max(1) {
-                let (q, done) = (q.clone(), done.clone());
-                tasks.push(tokio::spawn(async move {
-                    let mut empty = 0;
-                    while done.load(Ordering::Relaxed) < n && empty < 50 {
-                        let got = q
-                            .get_messages()
-                            .number_of_messages(NumberOfMessages::new(32))
-                            .await?;
-                        if got.messages.is_empty() {
-                            empty += 1;
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                            continue;
-                        }
-                        for m in got.messages {
-                            q.pop_receipt_client(PopReceipt::new(m.message_id, m.pop_receipt))
-                                .delete()
-                                .await?;
-                            done.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Ok::<_, BoxError>(())
-                }));
-            }
-            for t in tasks {
-                t.await??;
-            }
-            let secs = t0.elapsed().as_secs_f64();
-            result(
-                "queue_drain_azurite_cpu_pct",
-                cpu_percent(azurite, cpu0, t0),
-            );
-            let got = done.load(Ordering::Relaxed);
-            result("queue_drain_n", got);
-            result(
-                "queue_drain_rate_per_s",
-                format!("{:.1}", got as f64 / secs),
-            );
-            let _ = q.delete().await;
-            Ok(())
-        }
-        "workdrain" => bare::workdrain(a).await,
-        "txops" => bare::txops(a).await,
-        other => Err(format!("unknown --what {other}").into()),
-    }
-}
-
 fn main() -> Result<(), BoxError> {
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = raw.first().cloned() else {
@@ -565,7 +402,7 @@ fn main() -> Result<(), BoxError> {
                     "submit" => submit_to_file(&a).await,
                     "backlog" => backlog(&a).await,
                     "stream" => stream(&a).await,
-                    "azure" => azure(&a).await,
+                    "azure" => bare::run(&a).await,
                     "statuses" => check_statuses(&a.s("url"), &a.s("paths")).await,
                     "count-proxy" => {
                         count_proxy::run(
