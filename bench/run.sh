@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # The benchmark harness, one command, from the repo root or anywhere:
 #
-#   bash bench/run.sh           full run (scale sweeps included; ~5 minutes after the builds)
+#   bash bench/run.sh           full run (scale sweeps included; 20-45 minutes after the builds,
+#                               most of it the Azurite drains at 10,000 queued)
 #   bash bench/run.sh --smoke   a short pass of every part (seconds each)
 #   bash bench/run.sh --smoke --handler PATH
 #                               the short pass on a static handler built elsewhere (CI's quick
 #                               build, scripts/build-static.sh --quick); the full run refuses it
 #
 # Builds the release handler and the bench package (bench/, its own Cargo workspace, sharing
-# the root target/), installs what it needs (Azurite 3.35.0 into .tools/, wrk or oha), starts
-# everything on free 127.0.0.1 ports, measures, prints ONE markdown table, and stops every
-# process it started. A slow figure never fails the run; a broken measurement does (exit 1).
+# the root target/, or $CARGO_TARGET_DIR when set), installs what it needs (Azurite 3.35.0 into
+# .tools/, wrk or oha), starts everything on free 127.0.0.1 ports, measures, prints ONE markdown
+# table (and the sweeps), draws the sweep charts, and stops every process it started. A slow figure never fails the run; a broken measurement does (exit 1).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
@@ -54,23 +55,42 @@ cleanup() {
   done
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
+  # BENCH_KEEP_WORK=1 keeps the logs (each process's, the counting proxy's call by call).
+  if [ -n "${BENCH_KEEP_WORK:-}" ]; then echo "bench: logs kept in $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log() { printf '==> %s\n' "$*" >&2; }
+log() { printf '==> [%ss] %s\n' "$SECONDS" "$*" >&2; }
 
 if [ "$mode" = smoke ]; then
   dur=2; runs=5; lat_n=50; drain_mem=200; drain_az=50; az_n=100; stream_mib=8; rss_dur=2
 else
   dur=8; runs=20; lat_n=500; drain_mem=2000; drain_az=1000; az_n=1000; stream_mib=100; rss_dur=5
 fi
-# The Azurite backlog depth: 1,000 by default; BENCH_AZURE_BACKLOG=10000 tries the depth issue 7
-# names, where this 2-core machine's Azurite collapses under the handler's drain (BENCHMARKS.md).
+# The main table's Azurite backlog depth: 1,000 by default (BENCH_AZURE_BACKLOG). The full run's
+# depth sweep goes on to 10,000 (BENCH_AZURE_DEPTHS), each drain given BENCH_DRAIN_TIMEOUT_S.
 drain_az=${BENCH_AZURE_BACKLOG:-$drain_az}
+if [ "$mode" = smoke ]; then
+  # No depth sweep unless BENCH_AZURE_DEPTHS asks for one (at those depths, memory and Azurite).
+  az_depths=${BENCH_AZURE_DEPTHS:-}; mem_depths=$az_depths; inst_n=60; tx_n=20
+else
+  az_depths=${BENCH_AZURE_DEPTHS:-1 10 100 1000 10000}; mem_depths="1 10 100 1000 10000"
+  inst_n=1000; tx_n=100
+fi
+drain_timeout=${BENCH_DRAIN_TIMEOUT_S:-1800}
+# The handler's worker concurrency in every drain, and the bare drain's handlers: the same.
+worker_conc=16
+# The charts: next to BENCHMARKS.md in a full run; in the smoke pass, its temp dir (CI's tree
+# stays clean, the drawing is still exercised).
+if [ "$mode" = full ]; then chart_dir="$repo"; else chart_dir="$work"; fi
+depth_data="$work/depth.tsv"
+inst_data="$work/instances.tsv"
+: >"$depth_data"
+: >"$inst_data"
 
 # ---------------------------------------------------------------------------------- build
+target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 if [ "$mode" = smoke ] && { [ -n "$handler_arg" ] || [ -x "$repo/handler" ]; }; then
   # The smoke pass proves the harness works, not the figures: it reuses a static handler
   # already built (the one the test command names, else ./handler) and builds the bench
@@ -78,16 +98,16 @@ if [ "$mode" = smoke ] && { [ -n "$handler_arg" ] || [ -x "$repo/handler" ]; }; 
   # and sizes mean nothing.
   handler="${handler_arg:-$repo/handler}"
   log "building (dev): the bench package; handler: $handler (static)"
-  CARGO_TARGET_DIR="$repo/target" cargo build --locked --manifest-path bench/Cargo.toml >&2
-  bench="$repo/target/debug/bench"
-  baseline_bin="$repo/target/debug/baseline"
+  CARGO_TARGET_DIR="$target_dir" cargo build --locked --manifest-path bench/Cargo.toml >&2
+  bench="$target_dir/debug/bench"
+  baseline_bin="$target_dir/debug/baseline"
 else
   log "building (release): handler, then the bench package"
-  cargo build --locked --release --bin handler >&2
-  CARGO_TARGET_DIR="$repo/target" cargo build --locked --release --manifest-path bench/Cargo.toml >&2
-  handler="$repo/target/release/handler"
-  bench="$repo/target/release/bench"
-  baseline_bin="$repo/target/release/baseline"
+  CARGO_TARGET_DIR="$target_dir" cargo build --locked --release --bin handler >&2
+  CARGO_TARGET_DIR="$target_dir" cargo build --locked --release --manifest-path bench/Cargo.toml >&2
+  handler="$target_dir/release/handler"
+  bench="$target_dir/release/bench"
+  baseline_bin="$target_dir/release/baseline"
 fi
 
 # ---------------------------------------------------------------------------------- tools
@@ -436,34 +456,9 @@ fresh_azurite() {
 }
 az_conc=32
 
-# backlog_drain N NAME: queues N operations through a handler in host mode (under the
-# Functions host the handler never polls the queue, so they stay queued), stops it, then times
-# a standalone handler from its spawn until the queue is empty, and checks that every
-# operation Succeeded. Sets drain_rate (operations/s); the draining handler's peak RSS (KiB)
-# is left in $work/NAME.peak.
-backlog_drain() {
-  local n=$1 name=$2 p hp t0 empty_at port_var pid_var
-  p=$(port)
-  env FUNCTIONS_CUSTOMHANDLER_PORT="$p" RUST_LOG=warn WORK_QUEUE_NAME="q-$name" \
-    RESULT_CONTAINER="data-$name" RECORDS_CONTAINER="ops-$name" "${azure_env[@]}" "$handler" \
-    >"$work/$name-host.log" 2>&1 &
-  hp=$!
-  pids+=("$hp")
-  wait_ready "$p" "$hp" "handler ($name, host mode)" || return 1
-  run_bench "$work/$name.sub" submit --url "http://127.0.0.1:$p" --n "$n" --conc "$az_conc" \
-    --out "$work/$name.paths" || return 1
-  stop_pid "$hp"
-  t0=$(date +%s%3N)
-  start_handler "$name" "${azure_env[@]}" || return 1
-  port_var="${name}_port"
-  pid_var="${name}_pid"
-  sample_peak "${!pid_var}" "$work/$name.peak" "$bench" backlog --url "http://127.0.0.1:${!port_var}" \
-    --queue "$az_queue_url" --name "q-$name" --paths "$work/$name.paths" --azurite-pid "$azurite_pid" \
-    >"$work/$name.drain" 2>"$work/$name.drain.err" || { cat "$work/$name.drain.err" >&2; return 1; }
-  empty_at=$(get "$work/$name.drain" backlog_empty_at_unix_ms)
-  stop_pid "${!pid_var}"
-  drain_rate=$(awk -v n="$n" -v a="$t0" -v b="$empty_at" 'BEGIN { printf "%.1f", n / ((b - a) / 1000) }')
-}
+# The backlog drains, the counted storage calls, the instance sweep and the charts.
+# shellcheck source=bench/scale.sh
+source "$repo/bench/scale.sh"
 
 # --- submit
 fresh_azurite
@@ -514,24 +509,9 @@ if run_bench "$work/lat_a" latency --url "http://127.0.0.1:$al_port" --n "$((lat
 fi
 stop_pid "$al_pid"
 
-# --- backlog drain: the bare client and the handler each on their own fresh Azurite (a deep
-# queue leaves Azurite busy for a while after it is drained).
-fresh_azurite
-log "backlog drain on Azurite ($drain_az queued)"
-run_bench "$work/az_q" azure --what drain --blob "$az_blob_url" --queue "$az_queue_url" --n "$drain_az" --conc 4 \
-  --azurite-pid "$azurite_pid" || true
-row "Azurite bare: queue receive(32)+delete rate ($drain_az queued)" "$(get "$work/az_q" queue_drain_rate_per_s)" "msgs/s" "" "azure_storage_queues 0.21" none ""
-fresh_azurite
-if backlog_drain "$drain_az" bla; then
-  a_drain=$drain_rate
-  row "backlog drain, Azurite ($drain_az queued, then a standalone handler started)" "$a_drain" "ops/s" \
-    "$(get "$work/az_q" queue_drain_rate_per_s)" "bare receive+delete" ge_ratio 0.7
-  row "Azurite's CPU while draining: the handler's drain" "$(get "$work/bla.drain" backlog_azurite_cpu_pct)" "% of a core" \
-    "$(get "$work/az_q" queue_drain_azurite_cpu_pct)" "bare receive+delete" none ""
-else
-  echo "bench: the backlog drain on Azurite failed" >&2
-  errors=$((errors + 1))
-fi
+# --- backlog drain (bare and handler, each on a fresh Azurite) and the counted storage calls
+drain_rows
+tx_rows
 
 # --- streaming
 fresh_azurite
@@ -543,13 +523,14 @@ if run_bench "$work/stream_a" stream --url "http://127.0.0.1:$as_port" --pid "$a
 fi
 stop_pid "$as_pid"
 
-# ================================================================== sweeps (full only)
+# ================================================================== sweeps (full only; depths on request)
 if [ "$mode" = full ]; then
   log "sweep: concurrency 1..256, pending status in memory vs baseline"
   start_handler sw "${parked_env[@]}"
   sw_pending=$(submit_one "$sw_port")
   sw_path="${sw_pending#http://127.0.0.1:$sw_port}"
   {
+    echo
     echo "Concurrency sweep: GET status (pending 202), in memory, ${dur}s each, $loadgen; peak RSS sampled every 50 ms"
     echo
     echo "| connections | handler req/s | handler p50 ms | handler p99 ms | handler peak RSS MiB | baseline req/s | baseline p99 ms | ratio |"
@@ -566,55 +547,23 @@ if [ "$mode" = full ]; then
   done
   stop_pid "$sw_pid"
 
-  log "sweep: backlog 1..10,000, in memory and on Azurite"
-  {
-    echo
-    echo "Backlog sweep. In memory: N submitted at once over 32 connections to a fresh standalone handler, time"
-    echo "until all Succeeded (the worker drains while they arrive; the in-memory queue does not outlive its process)."
-    echo "Azurite: N queued first (host mode), then a fresh standalone handler timed from spawn until the queue"
-    echo "is empty, each N on a fresh Azurite with its bare receive+delete baseline. Peak RSS of the handler doing it."
-    echo
-    echo "| N | in memory: ops/s | in memory: peak RSS MiB | Azurite: drain s | Azurite: ops/s | Azurite: peak RSS MiB | bare receive+delete msgs/s | Azurite ratio | Azurite CPU %, handler / bare |"
-    echo "|---|---|---|---|---|---|---|---|---|"
-  } >>"$sweeps"
-  for n in 1 10 100 1000 10000; do
-    mr="-"; mpk="-"; as="-"; ar="-"; apk="-"; qr="-"; acpu="-"; qcpu="-"
-    start_handler swm "${mem_env[@]}"
-    if sample_peak "$swm_pid" "$work/swm.peak" run_bench "$work/swm_$n" drain --url "http://127.0.0.1:$swm_port" --n "$n" --conc 32; then
-      mr=$(get "$work/swm_$n" drain_rate_per_s)
-      mpk=$(awk -v k="$(cat "$work/swm.peak")" 'BEGIN { printf "%.1f", k / 1024 }')
-    else
-      errors=$((errors + 1))
-    fi
-    stop_pid "$swm_pid"
-    if [ "$n" -gt "$drain_az" ]; then
-      : # deeper than the Azurite backlog this run was asked for: memory only
-    elif [ "$n" = "$drain_az" ] && [ -n "${a_drain:-}" ]; then
-      # The main table's row: not measured twice.
-      ar=$a_drain; qr=$(get "$work/az_q" queue_drain_rate_per_s)
-      acpu=$(get "$work/bla.drain" backlog_azurite_cpu_pct); qcpu=$(get "$work/az_q" queue_drain_azurite_cpu_pct)
-      as=$(awk -v n="$n" -v r="$ar" 'BEGIN { printf "%.1f", n / r }')
-      apk=$(awk -v k="$(cat "$work/bla.peak")" 'BEGIN { printf "%.1f", k / 1024 }')
-    else
-      fresh_azurite
-      if run_bench "$work/swq_$n" azure --what drain --queue "$az_queue_url" --n "$n" --conc 4 --azurite-pid "$azurite_pid"; then
-        qr=$(get "$work/swq_$n" queue_drain_rate_per_s); qcpu=$(get "$work/swq_$n" queue_drain_azurite_cpu_pct)
-      fi
-      fresh_azurite
-      if backlog_drain "$n" "bl$n"; then
-        ar=$drain_rate
-        as=$(awk -v n="$n" -v r="$ar" 'BEGIN { printf "%.1f", n / r }')
-        apk=$(awk -v k="$(cat "$work/bl$n.peak")" 'BEGIN { printf "%.1f", k / 1024 }')
-        acpu=$(get "$work/bl$n.drain" backlog_azurite_cpu_pct)
-      else
-        ar="-"; errors=$((errors + 1))
-      fi
-    fi
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n' "$n" "$mr" "$mpk" "$as" "$ar" "$apk" "$qr" \
-      "$(awk -v a="$ar" -v b="$qr" 'BEGIN { if (b > 0 && a > 0) printf "%.2fx", a / b; else print "-" }')" "$acpu" "$qcpu" >>"$sweeps"
-    log "  N=$n memory ${mr}/s, Azurite ${ar}/s, bare ${qr}/s"
-  done
 fi
+if [ "$mode" = full ] || [ -n "$az_depths" ]; then
+  depth_sweep
+else
+  # The smoke pass draws its charts from the main table's drains (one depth each).
+  [ -n "${a_drain:-}" ] && printf 'handler, Azurite\t%s\t%s\n' "$drain_az" "$a_drain" >>"$depth_data"
+  printf 'bare client, Azurite\t%s\t%s\n' "$drain_az" "$(get "$work/az_q" work_drain_rate_per_s)" >>"$depth_data"
+  printf 'handler, in memory\t%s\t%s\n' "$drain_mem" "$(get "$work/drain_m" drain_rate_per_s)" >>"$depth_data"
+fi
+
+# ================================================================== instances sharing one queue
+log "instances 1..3 sharing one queue on Azurite ($inst_n queued)"
+instance_sweep
+
+# ================================================================== charts
+log "charts"
+draw_charts || { echo "bench: drawing the charts failed" >&2; errors=$((errors + 1)); }
 
 # ================================================================== report
 bad=$((${h_post_bad:-0} + ${h_pend_bad:-0} + ${h_done_bad:-0} + ${a_post_bad:-0} + ${a_pend_bad:-0} + ${a_done_bad:-0}))

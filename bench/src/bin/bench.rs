@@ -7,15 +7,25 @@
 //!   bench drain     --url U --n N --conc C              submit N quickly, time until all done
 //!   bench submit    --url U --n N --conc C --out FILE   submit N; write the status URLs to FILE
 //!   bench backlog   --url U --queue URL --name Q --paths FILE [--azurite-pid P]
+//!                   [--timeout-s S] [--no-check]
 //!                   wait until queue Q is empty (every message handled and deleted), print
 //!                   when, then check every status in FILE answers 302 on the handler at U
 //!   bench stream    --url U --pid P --size BYTES        RSS while streaming a large result
 //!   bench azure     --what W --blob URL --queue URL --n N --conc C [--secs S]
 //!                   W = roundtrip (put+get blob) | get (get one blob) | submit (put blob
 //!                   create-only + put message) | drain (put N messages, then receive+delete)
+//!                   | workdrain (put N messages, then receive up to 32 per free handler,
+//!                   put a result blob and delete, C handlers) | txops (submit, work and
+//!                   read N through the counting proxy at --proxy URL, counted per phase)
 //!                   [--azurite-pid P]: also report Azurite's CPU use while draining
+//!   bench count-proxy --upstream-blob URL --upstream-queue URL --blob-port P --queue-port Q
+//!                   [--log]  forward storage calls to Azurite, counting them (GET
+//!                   /__counts, POST /__reset); --log prints a line per call
+//!   bench txreport  --n N --submit0 F --submit1 F --ready F --drained F --read F
+//!                   the handler's storage calls per operation from count snapshots
+//!   bench statuses  --url U --paths FILE   read each status once; every one must be a 302
+//!   bench chart     --data FILE --out SVG --title T --x-label X --y-label Y [--log-x]
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
@@ -23,137 +33,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use azure_core::request_options::IfMatchCondition;
-use azure_storage::{CloudLocation, StorageCredentials};
-use azure_storage_blobs::prelude::{BlobContentType, ClientBuilder, ContainerClient};
-use azure_storage_queues::prelude::{NumberOfMessages, PopReceipt, QueueClient};
+use async_request_reply_bench::common::*;
+use async_request_reply_bench::{bare, chart, count_proxy, txcount};
 use azure_storage_queues::QueueServiceClientBuilder;
 use futures::StreamExt;
-
-const ACCOUNT: &str = "devstoreaccount1";
-const KEY: &str =
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-struct Args {
-    named: HashMap<String, String>,
-    envs: Vec<(String, String)>,
-}
-
-impl Args {
-    fn parse(raw: &[String]) -> Args {
-        let mut named = HashMap::new();
-        let mut envs = Vec::new();
-        let mut i = 0;
-        while i < raw.len() {
-            let k = raw[i].trim_start_matches("--").to_string();
-            let next = raw.get(i + 1).filter(|v| !v.starts_with("--")).cloned();
-            match next {
-                Some(v) => {
-                    if k == "env" {
-                        if let Some((a, b)) = v.split_once('=') {
-                            envs.push((a.to_string(), b.to_string()));
-                        }
-                    } else {
-                        named.insert(k, v);
-                    }
-                    i += 2;
-                }
-                None => {
-                    named.insert(k, "true".into());
-                    i += 1;
-                }
-            }
-        }
-        Args { named, envs }
-    }
-    fn s(&self, k: &str) -> String {
-        self.named
-            .get(k)
-            .cloned()
-            .unwrap_or_else(|| panic!("missing --{k}"))
-    }
-    fn n(&self, k: &str, default: usize) -> usize {
-        self.named
-            .get(k)
-            .map(|v| v.parse().expect("a number"))
-            .unwrap_or(default)
-    }
-    fn flag(&self, k: &str) -> bool {
-        self.named.contains_key(k)
-    }
-}
-
-fn result(name: &str, value: impl std::fmt::Display) {
-    println!("RESULT {name} {value}");
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
-}
-
-fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_max_idle_per_host(1024)
-        .timeout(Duration::from_secs(120))
-        .build()
-        .expect("an HTTP client")
-}
-
-const RECORD: &str = r#"{"id":"1","customername":"Contoso"}"#;
-
-/// Submissions retried after a 503 or 429 (reported by the commands that submit in bulk).
-static SUBMIT_RETRIES: AtomicUsize = AtomicUsize::new(0);
-
-/// POSTs a record; returns the status URL from Location. Like a well-behaved client, a 503
-/// or 429 is retried after its Retry-After (for at most two minutes).
-async fn submit(client: &reqwest::Client, url: &str, body: String) -> Result<String, BoxError> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let r = loop {
-        let r = client
-            .post(format!("{url}/api/AsyncProcessingWorkAcceptor"))
-            .header("Content-Type", "application/json")
-            .body(body.clone())
-            .send()
-            .await?;
-        let code = r.status().as_u16();
-        if (code == 503 || code == 429) && Instant::now() < deadline {
-            let wait = r
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(1);
-            SUBMIT_RETRIES.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_secs(wait.clamp(1, 10))).await;
-            continue;
-        }
-        break r;
-    };
-    if r.status().as_u16() != 202 {
-        return Err(format!("submit answered {}", r.status()).into());
-    }
-    let loc = r
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .ok_or("no Location")?
-        .to_string();
-    let _ = r.bytes().await;
-    Ok(loc)
 }
 
 /// Waits (OnPending=Synchronous, repeated) until the status URL answers 302 or 200.
@@ -303,29 +192,6 @@ fn coldstart(a: &Args) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// Submits N records as fast as `conc` connections allow; the status URLs in order.
-async fn submit_all(
-    client: &reqwest::Client,
-    url: &str,
-    n: usize,
-    conc: usize,
-) -> Result<Vec<String>, BoxError> {
-    futures::stream::iter(0..n)
-        .map(|i| async move {
-            submit(
-                client,
-                url,
-                format!(r#"{{"id":"{i}","customername":"Contoso"}}"#),
-            )
-            .await
-        })
-        .buffered(conc.max(1))
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect()
-}
-
 async fn drain(a: &Args) -> Result<(), BoxError> {
     let url = a.s("url");
     let n = a.n("n", 100);
@@ -381,14 +247,20 @@ async fn backlog(a: &Args) -> Result<(), BoxError> {
         .queue_client(a.s("name"));
     let azurite = a.named.get("azurite-pid").and_then(|p| p.parse().ok());
     let (t0, cpu0) = (Instant::now(), cpu_seconds(azurite));
-    let deadline = Instant::now() + Duration::from_secs(3600);
+    let limit = a.n("timeout-s", 1800) as u64;
+    let deadline = Instant::now() + Duration::from_secs(limit);
     loop {
         let count = q.get_metadata().await?.approximate_messages_count;
         if count == 0 {
             break;
         }
         if Instant::now() > deadline {
-            return Err(format!("{count} messages still queued after an hour").into());
+            return Err(format!(
+                "the drain did not finish: {count} messages still queued on {} after {limit} s \
+                 (--timeout-s)",
+                a.s("name")
+            )
+            .into());
         }
         // Counting the queue costs Azurite a scan of it, so look rarely on a long drain: every
         // 1/50 of the time spent so far (10 ms to 500 ms), a timing error of at most 2%.
@@ -398,10 +270,17 @@ async fn backlog(a: &Args) -> Result<(), BoxError> {
     let empty_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
     result("backlog_empty_at_unix_ms", empty_at.as_millis());
     result("backlog_azurite_cpu_pct", cpu_percent(azurite, cpu0, t0));
+    if a.flag("no-check") {
+        return Ok(());
+    }
+    check_statuses(&a.s("url"), &a.s("paths")).await
+}
+
+/// Reads each status in the file once, on the handler at `url`: every one must answer 302.
+async fn check_statuses(url: &str, paths: &str) -> Result<(), BoxError> {
     // Every operation must have succeeded (302): a drain that failed them proves nothing.
-    let url = a.s("url");
     let client = http_client();
-    let paths: Vec<String> = std::fs::read_to_string(a.s("paths"))?
+    let paths: Vec<String> = std::fs::read_to_string(paths)?
         .lines()
         .map(|l| {
             let path = l.splitn(4, '/').nth(3).unwrap_or_default();
@@ -431,28 +310,6 @@ async fn backlog(a: &Args) -> Result<(), BoxError> {
     }
     result("backlog_checked_n", codes.len());
     Ok(())
-}
-
-/// CPU time a process has used so far (user + system), in seconds; 0 when unreadable.
-fn cpu_seconds(pid: Option<u32>) -> f64 {
-    let Some(pid) = pid else { return 0.0 };
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the command name (which may hold spaces) start at field 3; utime and
-    // stime are fields 14 and 15, in clock ticks (USER_HZ, 100 on Linux).
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-/// Busy share of one core used by `pid` since `(cpu0, t0)`, in percent.
-fn cpu_percent(pid: Option<u32>, cpu0: f64, t0: Instant) -> String {
-    format!(
-        "{:.0}",
-        (cpu_seconds(pid) - cpu0) / t0.elapsed().as_secs_f64() * 100.0
-    )
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -516,260 +373,11 @@ async fn stream(a: &Args) -> Result<(), BoxError> {
     Ok(())
 }
 
-fn location(uri: &str) -> CloudLocation {
-    CloudLocation::Custom {
-        account: ACCOUNT.to_string(),
-        uri: uri.to_string(),
-    }
-}
-
-fn creds() -> StorageCredentials {
-    StorageCredentials::access_key(ACCOUNT.to_string(), KEY.to_string())
-}
-
-async fn container(blob: &str, name: &str) -> Result<ContainerClient, BoxError> {
-    let c = ClientBuilder::with_location(location(blob), creds()).container_client(name);
-    let _ = c.create().await; // exists already: fine
-    Ok(c)
-}
-
-async fn queue(q: &str, name: &str) -> Result<QueueClient, BoxError> {
-    let c = QueueServiceClientBuilder::with_location(location(q), creds())
-        .build()
-        .queue_client(name);
-    let _ = c.create().await;
-    Ok(c)
-}
-
-async fn read_blob(c: &ContainerClient, name: &str) -> Result<usize, BoxError> {
-    let mut s = c.blob_client(name).get().into_stream();
-    let mut n = 0;
-    while let Some(chunk) = s.next().await {
-        n += chunk?.data.collect().await?.len();
-    }
-    Ok(n)
-}
-
-/// Runs `op(i)` `n` times on `conc` tasks, or for `secs` seconds when `secs > 0`; prints the
-/// rate and latency percentiles.
-async fn run_ops<F, Fut>(
-    label: &str,
-    n: usize,
-    secs: f64,
-    conc: usize,
-    op: F,
-) -> Result<(), BoxError>
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<(), BoxError>> + Send,
-{
-    let op = Arc::new(op);
-    let next = Arc::new(AtomicUsize::new(0));
-    let t0 = Instant::now();
-    let n = if secs > 0.0 { usize::MAX } else { n };
-    let deadline = t0 + Duration::from_secs_f64(secs.max(0.0));
-    let mut tasks = Vec::new();
-    for _ in 0..conc.max(1) {
-        let (op, next) = (op.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n || (secs > 0.0 && Instant::now() >= deadline) {
-                    break;
-                }
-                let t = Instant::now();
-                op(i).await?;
-                lat.push(t.elapsed().as_secs_f64() * 1000.0);
-            }
-            Ok::<_, BoxError>(lat)
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await??);
-    }
-    let elapsed = t0.elapsed().as_secs_f64();
-    all.sort_by(|x, y| x.partial_cmp(y).unwrap());
-    result(&format!("{label}_n"), all.len());
-    result(
-        &format!("{label}_rate_per_s"),
-        format!("{:.1}", all.len() as f64 / elapsed),
-    );
-    result(
-        &format!("{label}_p50_ms"),
-        format!("{:.3}", percentile(&all, 50.0)),
-    );
-    result(
-        &format!("{label}_p99_ms"),
-        format!("{:.3}", percentile(&all, 99.0)),
-    );
-    Ok(())
-}
-
-async fn azure(a: &Args) -> Result<(), BoxError> {
-    let what = a.s("what");
-    let n = a.n("n", 200);
-    let conc = a.n("conc", 16);
-    let secs: f64 = a
-        .named
-        .get("secs")
-        .map(|v| v.parse())
-        .transpose()?
-        .unwrap_or(0.0);
-    let blob_ep = a.named.get("blob").cloned().unwrap_or_default();
-    let queue_ep = a.named.get("queue").cloned().unwrap_or_default();
-    let tag = format!("bench{}", std::process::id());
-    let doc = bytes::Bytes::from_static(
-        br#"{"id":"00000000-0000-4000-8000-000000000000","status":"NotStarted","createdDateTime":"2026-01-01T00:00:00Z","lastUpdatedDateTime":"2026-01-01T00:00:00Z","expirationDateTime":"2026-01-02T00:00:00Z","statusUrl":"http://127.0.0.1/api/RequestStatus/00000000-0000-4000-8000-000000000000","record":{"id":"1","customername":"Contoso"}}"#,
-    );
-    match what.as_str() {
-        "roundtrip" => {
-            let c = container(&blob_ep, &tag).await?;
-            let keep = c.clone();
-            let r = run_ops("blob_roundtrip", n, secs, conc, move |i| {
-                let (c, doc) = (c.clone(), doc.clone());
-                async move {
-                    let name = format!("rt-{i}.json");
-                    c.blob_client(&name)
-                        .put_block_blob(doc)
-                        .content_type(BlobContentType::from("application/json"))
-                        .await?;
-                    read_blob(&c, &name).await?;
-                    Ok(())
-                }
-            })
-            .await;
-            let _ = keep.delete().await;
-            r
-        }
-        "get" => {
-            let c = container(&blob_ep, &tag).await?;
-            c.blob_client("one.json")
-                .put_block_blob(doc)
-                .content_type(BlobContentType::from("application/json"))
-                .await?;
-            let keep = c.clone();
-            let r = run_ops("blob_get", n, secs, conc, move |_| {
-                let c = c.clone();
-                async move {
-                    read_blob(&c, "one.json").await?;
-                    Ok(())
-                }
-            })
-            .await;
-            let _ = keep.delete().await;
-            r
-        }
-        "submit" => {
-            // The storage calls of one submission: create-only record blob + queue message.
-            let c = container(&blob_ep, &tag).await?;
-            let q = queue(&queue_ep, &tag).await?;
-            let (keep_c, keep_q) = (c.clone(), q.clone());
-            let r = run_ops("bare_submit", n, secs, conc, move |i| {
-                let (c, q, doc) = (c.clone(), q.clone(), doc.clone());
-                async move {
-                    c.blob_client(format!("op-{i}.json"))
-                        .put_block_blob(doc)
-                        .content_type(BlobContentType::from("application/json"))
-                        .if_match(IfMatchCondition::NotMatch("*".into()))
-                        .await?;
-                    q.put_message("eyJpZCI6IjEiLCJjdXN0b21lcm5hbWUiOiJDb250b3NvIn0=")
-                        .await?;
-                    Ok(())
-                }
-            })
-            .await;
-            // Leave nothing behind: Azurite slows down as its store grows.
-            let _ = keep_c.delete().await;
-            let _ = keep_q.delete().await;
-            r
-        }
-        "delete" => {
-            // Removes what a handler instance started by bench/run.sh used.
-            let name = a.s("name");
-            let svc =
-                QueueServiceClientBuilder::with_location(location(&queue_ep), creds()).build();
-            for q in [format!("q-{name}"), format!("q-{name}-poison")] {
-                let _ = svc.queue_client(q).delete().await;
-            }
-            let blobs =
-                ClientBuilder::with_location(location(&blob_ep), creds()).blob_service_client();
-            for c in [format!("data-{name}"), format!("ops-{name}")] {
-                let _ = blobs.container_client(c).delete().await;
-            }
-            Ok(())
-        }
-        "drain" => {
-            let q = queue(&queue_ep, &tag).await?;
-            {
-                let q = q.clone();
-                run_ops("queue_put", n, 0.0, conc, move |_| {
-                    let q = q.clone();
-                    async move {
-                        q.put_message("eyJpZCI6IjEiLCJjdXN0b21lcm5hbWUiOiJDb250b3NvIn0=")
-                            .await?;
-                        Ok(())
-                    }
-                })
-                .await?;
-            }
-            // Receive 32 at a time on `conc` receivers, deleting each, until all N are gone.
-            let done = Arc::new(AtomicUsize::new(0));
-            let azurite = a.named.get("azurite-pid").and_then(|p| p.parse().ok());
-            let cpu0 = cpu_seconds(azurite);
-            let t0 = Instant::now();
-            let mut tasks = Vec::new();
-            for _ in 0..conc.max(1) {
-                let (q, done) = (q.clone(), done.clone());
-                tasks.push(tokio::spawn(async move {
-                    let mut empty = 0;
-                    while done.load(Ordering::Relaxed) < n && empty < 50 {
-                        let got = q
-                            .get_messages()
-                            .number_of_messages(NumberOfMessages::new(32))
-                            .await?;
-                        if got.messages.is_empty() {
-                            empty += 1;
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                            continue;
-                        }
-                        for m in got.messages {
-                            q.pop_receipt_client(PopReceipt::new(m.message_id, m.pop_receipt))
-                                .delete()
-                                .await?;
-                            done.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Ok::<_, BoxError>(())
-                }));
-            }
-            for t in tasks {
-                t.await??;
-            }
-            let secs = t0.elapsed().as_secs_f64();
-            result(
-                "queue_drain_azurite_cpu_pct",
-                cpu_percent(azurite, cpu0, t0),
-            );
-            let got = done.load(Ordering::Relaxed);
-            result("queue_drain_n", got);
-            result(
-                "queue_drain_rate_per_s",
-                format!("{:.1}", got as f64 / secs),
-            );
-            let _ = q.delete().await;
-            Ok(())
-        }
-        other => Err(format!("unknown --what {other}").into()),
-    }
-}
-
 fn main() -> Result<(), BoxError> {
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = raw.first().cloned() else {
         eprintln!(
-            "usage: bench <port|latency|coldstart|drain|submit|backlog|stream|azure> [--options]"
+            "usage: bench <port|latency|coldstart|drain|submit|backlog|statuses|stream|azure|count-proxy|txreport|chart> [--options]"
         );
         std::process::exit(2);
     };
@@ -780,6 +388,8 @@ fn main() -> Result<(), BoxError> {
             Ok(())
         }
         "coldstart" => coldstart(&a),
+        "txreport" => txcount::txreport(&a),
+        "chart" => chart::run(&a),
         _ => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -792,7 +402,18 @@ fn main() -> Result<(), BoxError> {
                     "submit" => submit_to_file(&a).await,
                     "backlog" => backlog(&a).await,
                     "stream" => stream(&a).await,
-                    "azure" => azure(&a).await,
+                    "azure" => bare::run(&a).await,
+                    "statuses" => check_statuses(&a.s("url"), &a.s("paths")).await,
+                    "count-proxy" => {
+                        count_proxy::run(
+                            &a.s("upstream-blob"),
+                            &a.s("upstream-queue"),
+                            a.n("blob-port", 0) as u16,
+                            a.n("queue-port", 0) as u16,
+                            a.flag("log"),
+                        )
+                        .await
+                    }
                     other => Err(format!("unknown command {other}").into()),
                 }
             })
