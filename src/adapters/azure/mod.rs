@@ -3,7 +3,7 @@
 //! with base64 message text. Every call is bounded by a timeout and a short retry policy, so an
 //! outage surfaces as `StoreError::Unavailable` in seconds, not minutes; request-path calls also
 //! wait for a slot under an adaptive in-flight limit (`transport`), so slow storage gets fewer
-//! calls, not a pile of abandoned ones.
+//! calls, not a pile of abandoned ones. With export on, each call is a client span (`traced`).
 
 mod account;
 mod blobs;
@@ -12,6 +12,7 @@ mod credential;
 mod delegation;
 mod errors;
 mod queue;
+mod traced;
 mod transport;
 
 use std::sync::Arc;
@@ -123,12 +124,13 @@ pub fn build(settings: &AzureSettings) -> Result<Unprepared, StoreError> {
             (StorageCredentials::token_credential(credential), Some(keys))
         }
     };
-    let limited = TransportOptions::new(Arc::new(transport::LimitedTransport::new(
-        http.clone(),
-        settings.max_concurrent_calls,
-        settings.request_timeout,
-    )));
-    let plain = TransportOptions::new(Arc::new(http));
+    let limited =
+        TransportOptions::new(Arc::new(traced::Traced(transport::LimitedTransport::new(
+            http.clone(),
+            settings.max_concurrent_calls,
+            settings.request_timeout,
+        ))));
+    let plain = TransportOptions::new(Arc::new(traced::Traced(http)));
     let link_signer = || LinkSigner::for_account(account, delegation.clone());
     Ok(Unprepared {
         requests: side(settings, &credentials, link_signer(), limited),
