@@ -109,6 +109,7 @@ impl Config {
         let max_concurrent_calls = v.number("STORAGE_MAX_CONCURRENT_CALLS", 32, 1, 4096)? as usize;
         let sas_expiry = v.number("SAS_EXPIRY_SECONDS", 600, 1, 7 * 24 * 3600)?;
         let extra_roots = storage::extra_roots(&v)?;
+        let export = telemetry::export_settings(&v, &extra_roots)?;
         let storage = match storage::account(&v)? {
             None => memory_allowed(&v, &mode)?,
             Some(account) => StorageConfig::Azure(Box::new(AzureSettings {
@@ -151,7 +152,6 @@ impl Config {
             ..ServiceSettings::default()
         };
         let callbacks = callbacks::callback_settings(&v)?;
-        let export = telemetry::export_settings(&v)?;
         Ok(Config {
             callbacks,
             export,

@@ -13,7 +13,11 @@ pub const SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
 pub const METRIC_INTERVAL: &str = "OTEL_METRIC_EXPORT_INTERVAL";
 
 /// The export settings, `None` without a connection string.
-pub fn export_settings(v: &Vars) -> Result<Option<ExportSettings>, ConfigError> {
+/// `extra_roots`: the certificates `SSL_CERT_FILE` names, trusted for the upload too.
+pub fn export_settings(
+    v: &Vars,
+    extra_roots: &[reqwest::Certificate],
+) -> Result<Option<ExportSettings>, ConfigError> {
     let sample_ratio = match v.get(SAMPLER_ARG) {
         None => 1.0,
         Some(s) => match s.parse::<f64>() {
@@ -37,6 +41,7 @@ pub fn export_settings(v: &Vars) -> Result<Option<ExportSettings>, ConfigError> 
         connection_string: connection_string.to_string(),
         sample_ratio,
         metric_interval,
+        extra_roots: extra_roots.to_vec(),
     }))
 }
 
@@ -51,7 +56,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        export_settings(&Vars(&map))
+        export_settings(&Vars(&map), &[])
     }
 
     #[test]

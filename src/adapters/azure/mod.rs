@@ -18,7 +18,7 @@ mod transport;
 use std::sync::Arc;
 use std::time::Duration;
 
-use azure_core::{ExponentialRetryOptions, RetryOptions, TransportOptions};
+use azure_core::{ExponentialRetryOptions, HttpClient, RetryOptions, TransportOptions};
 use azure_storage::{CloudLocation, StorageCredentials};
 use azure_storage_blobs::prelude::ClientBuilder;
 use azure_storage_queues::QueueServiceClientBuilder;
@@ -124,13 +124,12 @@ pub fn build(settings: &AzureSettings) -> Result<Unprepared, StoreError> {
             (StorageCredentials::token_credential(credential), Some(keys))
         }
     };
-    let limited =
-        TransportOptions::new(Arc::new(traced::Traced(transport::LimitedTransport::new(
-            http.clone(),
-            settings.max_concurrent_calls,
-            settings.request_timeout,
-        ))));
-    let plain = TransportOptions::new(Arc::new(traced::Traced(http)));
+    let limited: Arc<dyn HttpClient> = Arc::new(transport::LimitedTransport::new(
+        http.clone(),
+        settings.max_concurrent_calls,
+        settings.request_timeout,
+    ));
+    let plain: Arc<dyn HttpClient> = Arc::new(http);
     let link_signer = || LinkSigner::for_account(account, delegation.clone());
     Ok(Unprepared {
         requests: side(settings, &credentials, link_signer(), limited),
@@ -161,8 +160,14 @@ fn side(
     settings: &AzureSettings,
     credentials: &StorageCredentials,
     link_signer: LinkSigner,
-    transport: TransportOptions,
+    transport: Arc<dyn HttpClient>,
 ) -> Side {
+    let traced = |service| {
+        TransportOptions::new(Arc::new(traced::Traced {
+            inner: transport.clone(),
+            service,
+        }))
+    };
     let conn = &settings.account;
     let credentials = credentials.clone();
     let retry = RetryOptions::exponential(
@@ -180,7 +185,7 @@ fn side(
         credentials.clone(),
     )
     .retry(retry.clone())
-    .transport(transport.clone())
+    .transport(traced("blob"))
     .blob_service_client();
     let queues = QueueServiceClientBuilder::with_location(
         CloudLocation::Custom {
@@ -190,7 +195,7 @@ fn side(
         credentials,
     )
     .retry(retry)
-    .transport(transport)
+    .transport(traced("queue"))
     .build();
     Side {
         records: blobs::BlobRecordStore::new(blobs.container_client(&settings.records_container)),

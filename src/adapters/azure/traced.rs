@@ -3,6 +3,8 @@
 //! without its query string, where a SAS would be; no header (the signed `Authorization`) is
 //! recorded. With export off the call goes straight through.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use azure_core::{HttpClient, Request, Response};
 use tracing::field::Empty;
@@ -10,17 +12,21 @@ use tracing::Instrument;
 
 use crate::telemetry;
 
+/// A transport whose calls go to one storage service (`blob`, `queue`).
 #[derive(Debug)]
-pub(super) struct Traced<C>(pub(super) C);
+pub(super) struct Traced {
+    pub(super) inner: Arc<dyn HttpClient>,
+    pub(super) service: &'static str,
+}
 
 #[async_trait]
-impl<C: HttpClient> HttpClient for Traced<C> {
+impl HttpClient for Traced {
     async fn execute_request(&self, request: &Request) -> azure_core::Result<Response> {
         if !telemetry::exporting() {
-            return self.0.execute_request(request).await;
+            return self.inner.execute_request(request).await;
         }
         let url = request.url();
-        let service = service_of(url);
+        let service = self.service;
         let span = tracing::info_span!(
             "storage",
             otel.kind = "client",
@@ -34,7 +40,7 @@ impl<C: HttpClient> HttpClient for Traced<C> {
             http.response.status_code = Empty,
         );
         let answer = self
-            .0
+            .inner
             .execute_request(request)
             .instrument(span.clone())
             .await;
@@ -51,19 +57,6 @@ impl<C: HttpClient> HttpClient for Traced<C> {
             }
         }
         answer
-    }
-}
-
-/// `blob` or `queue`: from the host name on Azure (`<account>.blob.core.windows.net`), from
-/// the port on the emulator (10000, 10001).
-fn service_of(url: &url::Url) -> &'static str {
-    let host = url.host_str().unwrap_or("");
-    if host.contains(".queue.") || url.port() == Some(10001) {
-        "queue"
-    } else if host.contains(".blob.") || url.port() == Some(10000) {
-        "blob"
-    } else {
-        "storage"
     }
 }
 
@@ -89,8 +82,5 @@ mod tests {
         .unwrap();
         let bare = without_query(&url);
         assert_eq!(bare, "https://acct.blob.core.windows.net/data/x.blobdata");
-        assert_eq!(service_of(&url), "blob");
-        let queue = url::Url::parse("http://127.0.0.1:10001/devstoreaccount1/q/messages").unwrap();
-        assert_eq!(service_of(&queue), "queue");
     }
 }
