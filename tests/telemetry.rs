@@ -192,6 +192,12 @@ async fn one_submission_is_one_trace_in_the_callers_name() {
     let props = &delivery["data"]["baseData"]["properties"];
     assert_eq!(props["dequeue_count"], "1", "{delivery}");
     assert_eq!(props["outcome"], "done", "{delivery}");
+    assert!(
+        props["queue_wait_ms"]
+            .as_str()
+            .is_some_and(|ms| ms.parse::<u64>().is_ok()),
+        "{delivery}"
+    );
     let storage: Vec<&&Value> = ours
         .iter()
         .filter(|e| {

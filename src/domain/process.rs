@@ -67,12 +67,15 @@ impl Service {
             operation_id = %message.id,
             dequeue_count,
             outcome = Empty,
+            queue_wait_ms = Empty,
             traceparent = message.traceparent.as_deref(),
             trace_id = Empty,
         );
         telemetry::begin_from(&span, message.traceparent.as_deref());
         if dequeue_count == 1 {
-            if let Ok(wait) = (self.clock.now() - message.submitted_at).try_into() {
+            if let Ok(wait) = std::time::Duration::try_from(self.clock.now() - message.submitted_at)
+            {
+                span.record("queue_wait_ms", wait.as_millis() as u64);
                 metrics::queue_wait(wait);
             }
         }
