@@ -39,6 +39,9 @@ const SECRET_BEARING_TARGETS: [&str; 4] = ["azure_core", "azure_storage", "reqwe
 /// delivery's own consumer span, in the submitter's trace, stands for it).
 pub const INVOCATION_SPAN: &str = "invocation";
 
+/// The name of the span `GET /` (the liveness probe) runs in: not exported either.
+pub const PROBE_SPAN: &str = "probe";
+
 /// Whether `filter` is a valid `RUST_LOG` value (config checks this at start-up).
 pub fn valid_filter(filter: &str) -> bool {
     EnvFilter::try_new(filter).is_ok()
@@ -105,13 +108,14 @@ impl Telemetry {
 }
 
 /// What is exported: this crate's spans at info level or above; not events (logs stay lines
-/// on stdout/stderr), not the host's invocation span, and never a library's span, whose
+/// on stdout/stderr), not the host's invocation span or the probe's, and never a library's span, whose
 /// fields may hold what the log filter keeps out of the lines.
 fn exported(meta: &Metadata<'_>) -> bool {
     meta.is_span()
         && *meta.level() <= Level::INFO
         && meta.target().starts_with(env!("CARGO_CRATE_NAME"))
         && meta.name() != INVOCATION_SPAN
+        && meta.name() != PROBE_SPAN
 }
 
 /// `RUST_LOG`, less what could leak a secret.

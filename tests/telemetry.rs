@@ -305,3 +305,70 @@ fn a_bad_sampling_ratio_stops_start_up_naming_the_setting() {
         );
     }
 }
+
+/// Spans pile up behind an upload that cannot finish; past the bound they are dropped, and the
+/// handler says so in one warning, not one per span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_export_queue_drops_spans_with_one_warning() {
+    let dead = connection_string_for(([127, 0, 0, 1], free_port()).into());
+    let log = std::env::temp_dir().join(format!("telemetry-drops-{}.log", uuid::Uuid::new_v4()));
+    let mut handler = Handler::start_standalone_logged(
+        &[
+            ("APPLICATIONINSIGHTS_CONNECTION_STRING", dead.as_str()),
+            ("SHUTDOWN_GRACE_SECONDS", "2"),
+        ],
+        log.clone(),
+    )
+    .await;
+    let http = client();
+    let url = format!("{}/api/AsyncProcessingWorkAcceptor", handler.base);
+    let dropped = |text: &str| text.matches("spans dropped").count();
+    let mut submitted = 0;
+    // Each submission makes a few spans; the bound is 2048 waiting (plus one batch in flight).
+    while dropped(&std::fs::read_to_string(&log).unwrap_or_default()) == 0 {
+        assert!(
+            submitted < 5000,
+            "no drop reported after {submitted} submissions"
+        );
+        let batch = (0..50).map(|i| {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let r = http
+                    .post(url)
+                    .json(&json!({"id": i.to_string(), "customername": "C"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 202);
+            }
+        });
+        futures::future::join_all(batch).await;
+        submitted += 50;
+    }
+    // More drops, within the minute: still the one warning.
+    for _ in 0..4 {
+        let batch = (0..50).map(|_| {
+            http.post(&url)
+                .json(&json!({"id": "x", "customername": "C"}))
+                .send()
+        });
+        futures::future::join_all(batch).await;
+    }
+    stop(&mut handler).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        dropped(&text),
+        1,
+        "one warning: {}",
+        text.lines()
+            .filter(|l| l.contains("dropped"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let line = text.lines().find(|l| l.contains("spans dropped")).unwrap();
+    assert!(
+        line.contains("WARN") && line.contains("dropped_spans="),
+        "{line}"
+    );
+    let _ = std::fs::remove_file(&log);
+}

@@ -265,10 +265,15 @@ impl<E: SpanExporter> SpanExporter for Counted<E> {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
                 Some(q.saturating_sub(n))
             });
+        // Counted as lost unless the upload succeeds, also when the processor gives up on it
+        // (its export timeout drops this future).
+        let mut in_flight = InFlight {
+            spans: n as u64,
+            losses: &self.losses,
+            delivered: false,
+        };
         let result = self.inner.export(batch).await;
-        if result.is_err() {
-            self.losses.lost(n as u64, "upload failed");
-        }
+        in_flight.delivered = result.is_ok();
         result
     }
 
@@ -282,6 +287,21 @@ impl<E: SpanExporter> SpanExporter for Counted<E> {
 
     fn set_resource(&mut self, resource: &Resource) {
         self.inner.set_resource(resource);
+    }
+}
+
+/// One upload's spans, lost when dropped undelivered.
+struct InFlight<'a> {
+    spans: u64,
+    losses: &'a Losses,
+    delivered: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.delivered {
+            self.losses.lost(self.spans, "upload failed or timed out");
+        }
     }
 }
 

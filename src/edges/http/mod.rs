@@ -104,21 +104,36 @@ async fn dispatch(state: &HttpState, mut req: Request) -> warp::reply::Response 
             .instrument(span)
             .await;
     }
-    let span = tracing::info_span!(
-        "http",
-        otel.kind = "server",
-        otel.name = %match route {
+    // `GET /` is the host's (and load balancers') liveness probe: logged, not exported.
+    let span = if route == Some("/") {
+        tracing::info_span!(
+            target: "async_request_reply::probe",
+            telemetry::PROBE_SPAN,
+            method = %req.method,
+            trace_id = Empty,
+        )
+    } else {
+        tracing::info_span!(
+            "http",
+            otel.kind = "server",
+            otel.name = Empty,
+            otel.status_code = Empty,
+            http.request.method = %req.method,
+            http.route = route,
+            http.response.status_code = Empty,
+            path = %req.path,
+            operation_id = Empty,
+            trace_id = Empty,
+        )
+    };
+    if telemetry::exporting() {
+        // Before `begin`, which starts the span: its name is fixed from then on.
+        let name = match route {
             Some(r) => format!("{} {r}", req.method),
             None => req.method.to_string(),
-        },
-        otel.status_code = Empty,
-        http.request.method = %req.method,
-        http.route = route,
-        http.response.status_code = Empty,
-        path = %req.path,
-        operation_id = Empty,
-        trace_id = Empty,
-    );
+        };
+        span.record("otel.name", name.as_str());
+    }
     let caller = req
         .headers
         .get("traceparent")
