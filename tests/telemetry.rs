@@ -372,3 +372,84 @@ async fn a_full_export_queue_drops_spans_with_one_warning() {
     );
     let _ = std::fs::remove_file(&log);
 }
+
+/// Under the host: the forwarded submit answers in the caller's trace, and the delivery the host
+/// invokes (with a `traceparent` of its own, as its .NET client adds) joins the submitter's trace
+/// through the message, as the enqueue's child; the invocation request itself is not exported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_host_the_delivery_joins_the_trace_in_the_message() {
+    use base64::Engine;
+    const HOST_TRACE: &str = "11111111111111111111111111111111";
+    let ingestion = Ingestion::start().await;
+    let azurite = Azurite::shared();
+    let names = Names::unique();
+    let mut env = azurite.handler_settings(&names);
+    env.push((
+        "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        ingestion.connection_string(),
+    ));
+    env.push(("SSL_CERT_FILE", ingestion.ca.display().to_string()));
+    let mut handler = Handler::start(&support::as_refs(&env)).await;
+    let http = client();
+    let r = http
+        .post(format!("{}/api/AsyncProcessingWorkAcceptor", handler.base))
+        .header("traceparent", TRACEPARENT)
+        .header(
+            "x-azure-functions-invocationid",
+            "8d6f6a80-2e6c-4b2b-8b7e-cc0c6bde2f7a",
+        )
+        .json(&json!({"id": "1", "customername": "Contoso"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(traceresponse(&r).0, TRACE_ID);
+
+    // Play the queue trigger: read the message as the host does and invoke the handler.
+    let queue = azurite.queue_service().queue_client(&names.queue);
+    let got = queue.get_messages().await.expect("Azurite answers");
+    let text = base64::engine::general_purpose::STANDARD
+        .decode(&got.messages[0].message_text)
+        .unwrap();
+    let text = String::from_utf8(text).unwrap();
+    let r = http
+        .post(format!("{}/AsyncProcessingBackgroundWorker", handler.base))
+        .header(
+            "traceparent",
+            format!("00-{HOST_TRACE}-2222222222222222-01"),
+        )
+        .json(&support::host::invocation_payload(&text, 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers().get("traceresponse").is_none(),
+        "none for the host"
+    );
+    stop(&mut handler).await;
+
+    let envelopes = ingestion.envelopes();
+    let all = serde_json::to_string(&envelopes).unwrap();
+    assert!(
+        !all.contains(HOST_TRACE),
+        "nothing in the host's trace: {all}"
+    );
+    assert!(
+        !all.contains("/AsyncProcessingBackgroundWorker"),
+        "the invocation request is not exported: {all}"
+    );
+    let ours = |kind: &str, what: &str| {
+        envelopes
+            .iter()
+            .find(|e| base_type(e) == kind && name(e) == what && operation_id(e) == TRACE_ID)
+            .unwrap_or_else(|| panic!("no {kind} `{what}` in the caller's trace: {all}"))
+            .clone()
+    };
+    let enqueue = ours("RemoteDependencyData", "send work message");
+    let delivery = ours("RequestData", "process work message");
+    assert_eq!(
+        parent_id(&delivery),
+        enqueue["data"]["baseData"]["id"].as_str().unwrap()
+    );
+}
