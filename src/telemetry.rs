@@ -21,7 +21,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 pub use export::{check_connection_string, ExportError, ExportSettings};
-pub use spans::{begin, begin_from, exporting, of as traceparent_of};
+pub use spans::{begin, begin_from, exporting, for_export, of as traceparent_of};
 pub use w3c::TraceParent;
 
 /// How log lines are written: `LOG_FORMAT`.

@@ -59,11 +59,9 @@ impl Service {
         // The delivery's consumer span: in the submitter's trace, the child of its enqueue.
         let span = info_span!(
             "process",
-            otel.kind = "consumer",
-            otel.name = "process work message",
+            otel.kind = Empty,
+            otel.name = Empty,
             otel.status_code = Empty,
-            messaging.system = "azure_queue",
-            messaging.operation.type = "process",
             operation_id = %message.id,
             dequeue_count,
             outcome = Empty,
@@ -71,6 +69,7 @@ impl Service {
             traceparent = message.traceparent.as_deref(),
             trace_id = Empty,
         );
+        telemetry::for_export(&span, "consumer", "process work message");
         telemetry::begin_from(&span, message.traceparent.as_deref());
         if dequeue_count == 1 {
             if let Ok(wait) = std::time::Duration::try_from(self.clock.now() - message.submitted_at)

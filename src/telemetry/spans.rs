@@ -26,6 +26,16 @@ pub(super) fn set_exporting() {
     EXPORTING.store(true, Ordering::Relaxed);
 }
 
+/// With export on, gives `span` its OpenTelemetry kind (`server`, `consumer`, ...) and name
+/// (fields it declares `Empty`), so that log lines with export off stay as they were. Call it
+/// before `begin`.
+pub fn for_export(span: &Span, kind: &str, name: &str) {
+    if exporting() {
+        span.record("otel.kind", kind);
+        span.record("otel.name", name);
+    }
+}
+
 /// Makes `span` the child of `parent` (or the root of a new trace), records its `trace_id`
 /// field (declared `Empty` by the span), and returns the span's own `traceparent`. Call it
 /// before the span is first entered: OpenTelemetry fixes a span's parent when it starts.

@@ -115,7 +115,7 @@ async fn dispatch(state: &HttpState, mut req: Request) -> warp::reply::Response 
     } else {
         tracing::info_span!(
             "http",
-            otel.kind = "server",
+            otel.kind = Empty,
             otel.name = Empty,
             otel.status_code = Empty,
             http.request.method = %req.method,
@@ -127,12 +127,11 @@ async fn dispatch(state: &HttpState, mut req: Request) -> warp::reply::Response 
         )
     };
     if telemetry::exporting() {
-        // Before `begin`, which starts the span: its name is fixed from then on.
         let name = match route {
             Some(r) => format!("{} {r}", req.method),
             None => req.method.to_string(),
         };
-        span.record("otel.name", name.as_str());
+        telemetry::for_export(&span, "server", &name);
     }
     let caller = req
         .headers
