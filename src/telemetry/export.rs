@@ -62,7 +62,7 @@ pub fn check_connection_string(text: &str) -> Result<(), String> {
         })
 }
 
-/// Spans waiting for export, at most (about 2 MB of spans of ours).
+/// Spans waiting for export, at most: what a dead endpoint can hold in memory.
 const MAX_QUEUED_SPANS: usize = 2048;
 /// How long spans wait to be sent together.
 const SPAN_DELAY: Duration = Duration::from_secs(5);
@@ -113,7 +113,15 @@ pub fn pipelines(settings: &ExportSettings) -> Result<Pipelines, ExportError> {
     let losses = Arc::new(Losses::default());
     let queued = Arc::new(AtomicUsize::new(0));
     let spans = Counted {
-        inner: exporter(Ingestion(http.clone()))?.with_sample_rate(settings.sample_ratio),
+        // Application Insights scales counts by the rate it is told; at 0 only the traces a
+        // caller sampled are exported, all of them.
+        inner: exporter(Ingestion(http.clone()))?.with_sample_rate(
+            if settings.sample_ratio > 0.0 {
+                settings.sample_ratio
+            } else {
+                1.0
+            },
+        ),
         queued: queued.clone(),
         losses: losses.clone(),
     };
