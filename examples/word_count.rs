@@ -59,7 +59,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(config.log_format, &config.log_filter);
+    let export = config.export.as_ref();
+    let telemetry = match telemetry::start(config.log_format, &config.log_filter, export) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("word_count: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let grace = config.shutdown_grace;
     let running = match app::start(config, Arc::new(WordCount)).await {
         Ok(running) => running,
         Err(e) => {
@@ -69,5 +77,6 @@ async fn main() -> ExitCode {
     };
     let _ = tokio::signal::ctrl_c().await;
     running.shutdown().await;
+    telemetry.shutdown(grace).await;
     ExitCode::SUCCESS
 }

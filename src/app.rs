@@ -26,6 +26,7 @@ use crate::edges::http::public_url::UrlPolicy;
 use crate::edges::http::state::{HttpSettings, HttpState};
 use crate::edges::http::{self, server};
 use crate::edges::worker;
+use crate::telemetry::metrics;
 
 /// How long start-up waits for storage: well inside the 30 s in which the Functions host
 /// expects the handler to answer `GET /`.
@@ -177,6 +178,12 @@ pub async fn start_with(
     let work_gauges = Arc::new(ConsumerGauges::default());
     let callback_gauges = Arc::new(ConsumerGauges::default());
     if !host_mode {
+        for (queue, gauges) in [("work", &work_gauges), ("callbacks", &callback_gauges)] {
+            let gauges = gauges.clone();
+            metrics::observe_worker(queue, move || {
+                (gauges.in_flight() as u64, gauges.limit() as u64)
+            });
+        }
         background.push(tokio::spawn(worker::run(
             service.clone(),
             config.worker.clone(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 mod callbacks;
 mod storage;
+mod telemetry;
 mod vars;
 
 pub use vars::ConfigError;
@@ -17,7 +18,7 @@ use crate::domain::callback::CallbackSettings;
 use crate::domain::ServiceSettings;
 use crate::edges::http::server::ConnectionLimits;
 use crate::edges::worker::WorkerSettings;
-use crate::telemetry::LogFormat;
+use crate::telemetry::{ExportSettings, LogFormat};
 
 /// How the handler is run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +66,9 @@ pub struct Config {
     pub log_filter: String,
     /// The completion callbacks' settings (`CALLBACK_*`, in `config/callbacks.rs`).
     pub callbacks: CallbackSettings,
+    /// Export to Application Insights, when `APPLICATIONINSIGHTS_CONNECTION_STRING` is set
+    /// (`config/telemetry.rs`).
+    pub export: Option<ExportSettings>,
 }
 
 /// Azure's front end cuts requests off at 230 s; synchronous waits stay well under.
@@ -106,6 +110,7 @@ impl Config {
         let worker_concurrency = v.number("WORKER_CONCURRENCY", 16, 1, 1024)? as usize;
         let sas_expiry = v.number("SAS_EXPIRY_SECONDS", 600, 1, 7 * 24 * 3600)?;
         let extra_roots = storage::extra_roots(&v)?;
+        let export = telemetry::export_settings(&v, &extra_roots)?;
         let storage = match storage::account(&v)? {
             None => memory_allowed(&v, &mode)?,
             Some(account) => StorageConfig::Azure(Box::new(AzureSettings {
@@ -157,6 +162,7 @@ impl Config {
         let callbacks = callbacks::callback_settings(&v)?;
         Ok(Config {
             callbacks,
+            export,
             mode,
             storage,
             public_base_url,

@@ -17,7 +17,18 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(config.log_format, &config.log_filter);
+    let telemetry = match telemetry::start(
+        config.log_format,
+        &config.log_filter,
+        config.export.as_ref(),
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("handler: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let grace = config.shutdown_grace;
     let work = Arc::new(SampleWork::new(config.processing_delay));
     let app = match app::start(config, work).await {
         Ok(app) => app,
@@ -28,7 +39,12 @@ async fn main() -> ExitCode {
         }
     };
     shutdown_signal().await;
+    // Export is flushed in what is left of the one grace period.
+    let stopping = std::time::Instant::now();
     app.shutdown().await;
+    telemetry
+        .shutdown(grace.saturating_sub(stopping.elapsed()))
+        .await;
     ExitCode::SUCCESS
 }
 

@@ -93,6 +93,7 @@ impl Service {
         match update {
             Ok(Update::Changed(op, _)) => {
                 warn!("operation failed: its message reached the poison queue unfinished");
+                crate::telemetry::metrics::ended(Status::Failed.as_str());
                 Ok((Some(op.status), op.error.unwrap_or(gave_up)))
             }
             Ok(Update::AlreadyEnded(op)) => {

@@ -4,8 +4,10 @@
 //! Every step tolerates redelivery: a terminal state never changes.
 
 use std::sync::Mutex;
+use std::time::Instant;
 
 use serde_json::{Map, Value};
+use tracing::field::Empty;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::error::DomainError;
@@ -16,6 +18,7 @@ use super::ports::ETag;
 use super::progress::{Progress, ProgressFeed, WRITE_INTERVAL};
 use super::service::Service;
 use super::work::{WorkContext, WorkError};
+use crate::telemetry::{self, metrics};
 
 /// What to do with a delivered message once `process` returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,15 +56,43 @@ impl Service {
                 };
             }
         };
+        // The delivery's consumer span: in the submitter's trace, the child of its enqueue.
         let span = info_span!(
             "process",
+            otel.kind = Empty,
+            otel.name = Empty,
+            otel.status_code = Empty,
             operation_id = %message.id,
             dequeue_count,
+            outcome = Empty,
+            queue_wait_ms = Empty,
             traceparent = message.traceparent.as_deref(),
+            trace_id = Empty,
         );
-        self.process_message(message, dequeue_count)
-            .instrument(span)
-            .await
+        telemetry::for_export(&span, "consumer", "process work message");
+        telemetry::begin_from(&span, message.traceparent.as_deref());
+        if dequeue_count == 1 {
+            if let Ok(wait) = std::time::Duration::try_from(self.clock.now() - message.submitted_at)
+            {
+                span.record("queue_wait_ms", wait.as_millis() as u64);
+                metrics::queue_wait(wait);
+            }
+        }
+        let started = Instant::now();
+        let outcome = self
+            .process_message(message, dequeue_count)
+            .instrument(span.clone())
+            .await;
+        let name = match outcome {
+            Outcome::Done => "done",
+            Outcome::Retry => "retry",
+        };
+        span.record("outcome", name);
+        if outcome == Outcome::Retry {
+            span.record("otel.status_code", "ERROR");
+        }
+        metrics::processed(started.elapsed(), name);
+        outcome
     }
 
     async fn process_message(&self, message: WorkMessage, dequeue_count: u32) -> Outcome {
@@ -345,6 +376,8 @@ impl Service {
         match update {
             Ok(Update::Changed(..)) => {
                 info!(status = %to, "operation ended");
+                metrics::ended(to.as_str());
+                metrics::ended_on_delivery(dequeue_count);
                 Outcome::Done
             }
             Ok(Update::AlreadyEnded(op)) => {

@@ -50,6 +50,7 @@ impl Service {
             match update {
                 Update::Changed(op, _) => {
                     info!("canceled");
+                    crate::telemetry::metrics::ended(Status::Canceled.as_str());
                     Ok(op)
                 }
                 Update::AlreadyEnded(op) => Err(DomainError::AlreadyEnded(op.status)),

@@ -4,7 +4,8 @@
 //! before anything is recorded.
 
 use serde_json::{Map, Value};
-use tracing::{info, info_span, warn, Instrument};
+use tracing::field::Empty;
+use tracing::{info, info_span, warn, Instrument, Span};
 
 use super::error::DomainError;
 use super::message::{Payload, WorkMessage};
@@ -13,6 +14,7 @@ use super::operations::{sha256_hex, IdempotencyEntry};
 use super::ports::StoreError;
 use super::service::Service;
 use super::submission::InvalidSubmission;
+use crate::telemetry::{self, metrics};
 
 /// The header a submission names its callback in (refusals name it).
 pub const CALLBACK_URL_HEADER: &str = "Callback-Url";
@@ -224,26 +226,53 @@ impl Service {
             return Err(e.into());
         }
         self.enqueued.notify_one();
+        metrics::accepted();
         Ok(operation)
     }
 
     /// Queues the message, storing the record first and sending a reference instead when it
-    /// is too large for one queue message (claim check).
+    /// is too large for one queue message (claim check). With export on, the send is a
+    /// producer span, and the message carries that span's `traceparent`, so the delivery's
+    /// consumer span is its child.
     async fn send(
         &self,
         message: &mut WorkMessage,
         record: &Map<String, Value>,
     ) -> Result<(), StoreError> {
-        let mut text = encode(message)?;
-        if text.len() > self.settings.max_inline_message_bytes {
-            self.requests
-                .operations
-                .store_payload(message.id, record)
-                .await?;
-            message.payload = Payload::Stored(message.id.payload_key());
-            text = encode(message)?;
+        let span = if telemetry::exporting() {
+            let span = info_span!(
+                "enqueue",
+                otel.kind = "producer",
+                otel.name = "send work message",
+                messaging.system = "azure_queue",
+                messaging.operation.type = "send",
+                otel.status_code = Empty,
+            );
+            if let Some(tp) = telemetry::traceparent_of(&span) {
+                message.traceparent = Some(tp.to_string());
+            }
+            span
+        } else {
+            Span::none()
+        };
+        let sent = async {
+            let mut text = encode(message)?;
+            if text.len() > self.settings.max_inline_message_bytes {
+                self.requests
+                    .operations
+                    .store_payload(message.id, record)
+                    .await?;
+                message.payload = Payload::Stored(message.id.payload_key());
+                text = encode(message)?;
+            }
+            self.requests.queue.send(&text).await
         }
-        self.requests.queue.send(&text).await
+        .instrument(span.clone())
+        .await;
+        if sent.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
+        sent
     }
 }
 

@@ -8,6 +8,7 @@ pub mod azurite;
 pub mod contract;
 pub mod host;
 pub mod identity;
+pub mod ingestion;
 pub mod poll;
 pub mod queue;
 pub mod receiver;

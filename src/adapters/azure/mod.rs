@@ -3,7 +3,7 @@
 //! with base64 message text. Every call is bounded by a timeout and a short retry policy, so an
 //! outage surfaces as `StoreError::Unavailable` in seconds, not minutes; request-path calls also
 //! wait for a slot under an adaptive in-flight limit (`transport`), so slow storage gets fewer
-//! calls, not a pile of abandoned ones.
+//! calls, not a pile of abandoned ones. With export on, each call is a client span (`traced`).
 
 mod account;
 mod blobs;
@@ -12,12 +12,13 @@ mod credential;
 mod delegation;
 mod errors;
 mod queue;
+mod traced;
 mod transport;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use azure_core::{ExponentialRetryOptions, RetryOptions, TransportOptions};
+use azure_core::{ExponentialRetryOptions, HttpClient, RetryOptions, TransportOptions};
 use azure_storage::{CloudLocation, StorageCredentials};
 use azure_storage_blobs::prelude::ClientBuilder;
 use azure_storage_queues::QueueServiceClientBuilder;
@@ -129,19 +130,17 @@ pub fn build(settings: &AzureSettings) -> Result<Unprepared, StoreError> {
             (StorageCredentials::token_credential(credential), Some(keys))
         }
     };
-    let limited = TransportOptions::new(Arc::new(transport::LimitedTransport::new(
+    let limited: Arc<dyn HttpClient> = Arc::new(transport::LimitedTransport::new(
         http.clone(),
         settings.max_concurrent_calls,
         settings.request_timeout,
-    )));
+    ));
     let work_load = Arc::new(LoadLimit::new(
         settings.work_max_in_flight,
         settings.request_timeout / 4,
     ));
-    let observed = TransportOptions::new(Arc::new(transport::ObservedTransport::new(
-        http,
-        work_load.clone(),
-    )));
+    let observed: Arc<dyn HttpClient> =
+        Arc::new(transport::ObservedTransport::new(http, work_load.clone()));
     let link_signer = || LinkSigner::for_account(account, delegation.clone());
     Ok(Unprepared {
         requests: side(settings, &credentials, link_signer(), limited),
@@ -173,8 +172,14 @@ fn side(
     settings: &AzureSettings,
     credentials: &StorageCredentials,
     link_signer: LinkSigner,
-    transport: TransportOptions,
+    transport: Arc<dyn HttpClient>,
 ) -> Side {
+    let traced = |service| {
+        TransportOptions::new(Arc::new(traced::Traced {
+            inner: transport.clone(),
+            service,
+        }))
+    };
     let conn = &settings.account;
     let credentials = credentials.clone();
     let retry = RetryOptions::exponential(
@@ -192,7 +197,7 @@ fn side(
         credentials.clone(),
     )
     .retry(retry.clone())
-    .transport(transport.clone())
+    .transport(traced("blob"))
     .blob_service_client();
     let queues = QueueServiceClientBuilder::with_location(
         CloudLocation::Custom {
@@ -202,7 +207,7 @@ fn side(
         credentials,
     )
     .retry(retry)
-    .transport(transport)
+    .transport(traced("queue"))
     .build();
     Side {
         records: blobs::BlobRecordStore::new(blobs.container_client(&settings.records_container)),

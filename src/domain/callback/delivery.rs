@@ -180,6 +180,7 @@ impl Service {
             Err(reason) => WebhookAnswer::Refused(reason),
         };
         let verdict = judge(&answer);
+        crate::telemetry::metrics::callback_attempt(verdict == Verdict::Delivered);
         self.settle(callbacks, &message, claimed, etag, verdict)
             .await
     }

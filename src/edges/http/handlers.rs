@@ -34,8 +34,18 @@ fn domain_problem(state: &HttpState, e: DomainError) -> Problem {
     Problem::from_domain(&e, state.settings.retry_after.as_secs())
 }
 
+/// The operation id in a path; a valid one names the request's span (`operation_id`).
 fn parse_id(raw: &str) -> Result<OperationId, Problem> {
-    raw.parse().map_err(|_| Problem::invalid_operation_id(raw))
+    let id: OperationId = raw
+        .parse()
+        .map_err(|_| Problem::invalid_operation_id(raw))?;
+    name_span(id);
+    Ok(id)
+}
+
+/// Records the operation a request is about on its server span.
+fn name_span(id: OperationId) {
+    tracing::Span::current().record("operation_id", tracing::field::display(id));
 }
 
 fn is_json(content_type: &str) -> bool {
@@ -50,19 +60,6 @@ fn is_json(content_type: &str) -> bool {
         _ => true,
     });
     json && charset_ok
-}
-
-/// A W3C `traceparent`, kept only when well-formed.
-fn traceparent(req: &Request) -> Option<String> {
-    let v = req.headers.get("traceparent")?.to_str().ok()?.trim();
-    let parts: Vec<&str> = v.split('-').collect();
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    (parts.len() == 4
-        && hex(parts[0], 2)
-        && hex(parts[1], 32)
-        && hex(parts[2], 16)
-        && hex(parts[3], 2))
-    .then(|| v.to_ascii_lowercase())
 }
 
 /// Whether a request says it has no body (`Content-Length: 0`, or no length and no chunking).
@@ -148,7 +145,8 @@ pub async fn submit(state: &HttpState, mut req: Request) -> Answer {
     let request = SubmitRequest {
         record,
         idempotency_key,
-        traceparent: traceparent(&req),
+        // The request's own span (see `dispatch`): the enqueue and the worker join its trace.
+        traceparent: req.trace.map(|tp| tp.to_string()),
         callback_url,
     };
     let status_url = |id: OperationId| format!("{base}{STATUS_PATH}{id}");
@@ -158,6 +156,7 @@ pub async fn submit(state: &HttpState, mut req: Request) -> Answer {
         .await
         .map_err(|e| domain_problem(state, e))?;
     let op = &accepted.operation;
+    name_span(op.id);
     let mut r = json_response(StatusCode::ACCEPTED, &status_body(op))?;
     if state.settings.location_streams_result {
         set(

@@ -27,14 +27,17 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use tracing::field::Empty;
 use tracing::{debug, Instrument};
-use warp::http::Method;
+use warp::http::{header, Method};
 use warp::{Buf, Filter};
 
 use problem::Problem;
 use request::Request;
 use response::ok_text;
 use state::HttpState;
+
+use crate::telemetry;
 
 /// The whole HTTP surface as one filter that never rejects.
 pub fn routes(
@@ -54,15 +57,9 @@ pub fn routes(
                     query,
                     headers,
                     body,
+                    trace: None,
                 };
-                let span =
-                    tracing::info_span!("http", method = %request.method, path = %request.path);
-                async move {
-                    let response = dispatch(&state, request).await;
-                    debug!(status = response.status().as_u16(), "answered");
-                    response
-                }
-                .instrument(span)
+                async move { dispatch(&state, request).await }
             },
         )
         // Nothing above rejects once a request is parsed; answer in the house style regardless.
@@ -84,14 +81,112 @@ fn body_stream(
     warp::body::stream().map(|s| StreamExt::boxed(TryStreamExt::map_ok(s, to_bytes)))
 }
 
-async fn dispatch(state: &HttpState, req: Request) -> warp::reply::Response {
+/// Routes a request inside its span: a server span (`http`) in the caller's trace, or for
+/// a queue invocation from the host a span of its own that is not exported (`invocation`: the
+/// delivery's consumer span joins the submitter's trace instead). Every answer to the HTTP
+/// routes names its span in `traceresponse`.
+async fn dispatch(state: &HttpState, mut req: Request) -> warp::reply::Response {
     let path = req.path.clone();
     let trimmed = path.trim_start_matches('/');
     let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
     let segments: Vec<&str> = trimmed.split('/').collect();
     let lower: Vec<String> = segments.iter().map(|s| s.to_ascii_lowercase()).collect();
     let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
-    let result = match (lower.as_slice(), &req.method) {
+    let route = route_template(&lower);
+    if state.settings.host_mode && route.is_some_and(|r| INVOCATION_ROUTES.contains(&r)) {
+        let span = tracing::info_span!(
+            target: "async_request_reply::invocation",
+            telemetry::INVOCATION_SPAN,
+            method = %req.method,
+            path = %req.path
+        );
+        return route_request(state, req, &segments, &lower)
+            .instrument(span)
+            .await;
+    }
+    // `GET /` is the host's (and load balancers') liveness probe: logged, not exported.
+    let span = if route == Some("/") {
+        tracing::info_span!(
+            target: "async_request_reply::probe",
+            telemetry::PROBE_SPAN,
+            method = %req.method,
+            trace_id = Empty,
+        )
+    } else {
+        tracing::info_span!(
+            "http",
+            otel.kind = Empty,
+            otel.name = Empty,
+            otel.status_code = Empty,
+            http.request.method = %req.method,
+            http.route = route,
+            http.response.status_code = Empty,
+            path = %req.path,
+            operation_id = Empty,
+            trace_id = Empty,
+        )
+    };
+    if telemetry::exporting() {
+        let name = match route {
+            Some(r) => format!("{} {r}", req.method),
+            None => req.method.to_string(),
+        };
+        telemetry::for_export(&span, "server", &name);
+    }
+    let caller = req
+        .headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(telemetry::TraceParent::parse);
+    let own = telemetry::begin(&span, caller);
+    req.trace = Some(own);
+    let mut response = route_request(state, req, &segments, &lower)
+        .instrument(span.clone())
+        .await;
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "ERROR");
+    }
+    span.in_scope(|| debug!(status, "answered"));
+    response::set(&mut response, TRACERESPONSE.clone(), &own.to_string());
+    response
+}
+
+/// The W3C Trace Context Level 2 response header.
+const TRACERESPONSE: header::HeaderName = header::HeaderName::from_static("traceresponse");
+
+/// The routes the Functions host invokes with a queue message.
+const INVOCATION_ROUTES: [&str; 3] = [
+    "/AsyncProcessingBackgroundWorker",
+    "/AsyncProcessingPoisonWorker",
+    "/AsyncProcessingCallbackWorker",
+];
+
+/// The route a (lower-cased) path matches, as a template: a span's name and `http.route`
+/// (never the raw path, which holds an operation id).
+fn route_template(lower: &[&str]) -> Option<&'static str> {
+    Some(match lower {
+        [""] => "/",
+        ["api", "asyncprocessingworkacceptor"] => "/api/AsyncProcessingWorkAcceptor",
+        ["api", "requeststatus", _] => "/api/RequestStatus/{id}",
+        ["api", "operations", op] if cancel_action(op).is_some() => "/api/operations/{id}:cancel",
+        ["api", "operations", _] => "/api/operations/{id}",
+        ["asyncprocessingbackgroundworker"] => INVOCATION_ROUTES[0],
+        ["asyncprocessingpoisonworker"] => INVOCATION_ROUTES[1],
+        ["asyncprocessingcallbackworker"] => INVOCATION_ROUTES[2],
+        _ => return None,
+    })
+}
+
+async fn route_request(
+    state: &HttpState,
+    req: Request,
+    segments: &[&str],
+    lower: &[&str],
+) -> warp::reply::Response {
+    let path = req.path.clone();
+    let result = match (lower, &req.method) {
         ([""], &Method::GET | &Method::HEAD) => Ok(ok_text("ok")),
         ([""], _) => Err(Problem::method_not_allowed("GET, HEAD")),
         (["api", "asyncprocessingworkacceptor"], &Method::POST) => {

@@ -8,6 +8,7 @@ use futures::StreamExt;
 use warp::http::{header, HeaderMap, Method};
 
 use super::problem::Problem;
+use crate::telemetry::TraceParent;
 
 /// A request as the handlers see it.
 pub struct Request {
@@ -16,6 +17,8 @@ pub struct Request {
     pub query: String,
     pub headers: HeaderMap,
     pub body: BoxStream<'static, Result<Bytes, warp::Error>>,
+    /// The request's own place in its trace (its server span), once `dispatch` has begun it.
+    pub trace: Option<TraceParent>,
 }
 
 /// Reads a body of at most `limit` bytes: refuses a larger declared `Content-Length` before
