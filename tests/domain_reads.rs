@@ -25,7 +25,7 @@ use async_request_reply::domain::work::Work;
 use async_request_reply::domain::{OperationId, Service, ServiceSettings, Status};
 use async_request_reply::domain::{Outcome, SubmitRequest};
 
-use support::work::GatedWork;
+use support::work::{CountedWork, GatedWork};
 
 /// A clock the test moves.
 struct ManualClock(Mutex<OffsetDateTime>);
@@ -280,25 +280,6 @@ async fn quick_work_skips_running_and_costs_one_record_write() {
     assert_eq!(done.status, Status::Succeeded);
     assert_eq!(done.created_date_time, submitted.created_date_time);
     assert_eq!(done.expiration_date_time, submitted.expiration_date_time);
-}
-
-/// Work that counts how often it was started.
-#[derive(Default)]
-struct CountedWork(AtomicUsize);
-
-#[async_trait]
-impl Work for CountedWork {
-    async fn perform(
-        &self,
-        context: &async_request_reply::domain::work::WorkContext,
-        record: Map<String, Value>,
-    ) -> Result<
-        async_request_reply::domain::work::WorkOutput,
-        async_request_reply::domain::work::WorkError,
-    > {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        SampleWork::default().perform(context, record).await
-    }
 }
 
 /// The cancel fence holds without the `Running` write: a cancel before delivery fails the

@@ -5,15 +5,11 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use serde_json::{Map, Value};
-
-use async_request_reply::domain::sample::SampleWork;
-use async_request_reply::domain::work::{Work, WorkContext, WorkError, WorkOutput};
+use async_request_reply::domain::work::Work;
 use tokio_util::sync::CancellationToken;
 
 use async_request_reply::adapters::memory::{
@@ -25,7 +21,7 @@ use async_request_reply::edges::worker::{self, WorkerSettings};
 
 use support::eventually;
 use support::queue::{submit_sample, CountingQueue};
-use support::work::GatedWork;
+use support::work::{CountedWork, GatedWork};
 
 /// How often the tests look again at what the worker did.
 const POLL: Duration = Duration::from_millis(20);
@@ -112,22 +108,6 @@ async fn work_outlasting_the_visibility_timeout_keeps_its_message_hidden() {
         .await
         .expect("the worker stops")
         .unwrap();
-}
-
-/// Work that only counts how often it is asked.
-#[derive(Default)]
-struct CountedWork(AtomicUsize);
-
-#[async_trait]
-impl Work for CountedWork {
-    async fn perform(
-        &self,
-        context: &WorkContext,
-        record: Map<String, Value>,
-    ) -> Result<WorkOutput, WorkError> {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        SampleWork::default().perform(context, record).await
-    }
 }
 
 /// A message whose allowed deliveries were all taken by instances that died before reporting

@@ -1,4 +1,6 @@
-//! Work for tests that need an operation to stay `Running` until they say so.
+//! Work for tests: held until the test says so (`GatedWork`), or counted (`CountedWork`).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
@@ -23,6 +25,22 @@ impl Work for GatedWork {
     ) -> Result<WorkOutput, WorkError> {
         self.started.notify_one();
         self.go.notified().await;
+        SampleWork::default().perform(context, record).await
+    }
+}
+
+/// The sample work, counting how often it was started.
+#[derive(Default)]
+pub struct CountedWork(pub AtomicUsize);
+
+#[async_trait]
+impl Work for CountedWork {
+    async fn perform(
+        &self,
+        context: &WorkContext,
+        record: Map<String, Value>,
+    ) -> Result<WorkOutput, WorkError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
         SampleWork::default().perform(context, record).await
     }
 }
