@@ -7,6 +7,9 @@
 #   bash bench/run.sh --smoke --handler PATH
 #                               the short pass on a static handler built elsewhere (CI's quick
 #                               build, scripts/build-static.sh --quick); the full run refuses it
+#   bash bench/run.sh --drain N the backlog drain rows alone at N queued (the bare client's and
+#                               the handler's, each on a fresh Azurite; release builds): the
+#                               10,000-deep comparison in about 30 minutes instead of the full run
 #
 # Builds the release handler and the bench package (bench/, its own Cargo workspace, sharing
 # the root target/, or $CARGO_TARGET_DIR when set), installs what it needs (Azurite 3.35.0 into
@@ -18,13 +21,15 @@ cd "$repo"
 
 mode=full
 handler_arg=""
-usage() { echo "usage: bench/run.sh [--smoke [--handler PATH]]" >&2; exit 2; }
+drain_n=""
+usage() { echo "usage: bench/run.sh [--smoke [--handler PATH] | --drain N]" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) mode=smoke ;;
     --full) mode=full ;;
     --handler) [ $# -ge 2 ] || usage; handler_arg=$2; shift ;;
     --handler=*) handler_arg=${1#--handler=} ;;
+    --drain) [ $# -ge 2 ] && [[ "$2" =~ ^[1-9][0-9]*$ ]] || usage; mode=drain; drain_n=$2; shift ;;
     *) usage ;;
   esac
   shift
@@ -71,6 +76,7 @@ fi
 # The main table's Azurite backlog depth: 1,000 by default (BENCH_AZURE_BACKLOG). The full run's
 # depth sweep goes on to 10,000 (BENCH_AZURE_DEPTHS), each drain given BENCH_DRAIN_TIMEOUT_S.
 drain_az=${BENCH_AZURE_BACKLOG:-$drain_az}
+[ "$mode" = drain ] && drain_az=$drain_n
 if [ "$mode" = smoke ]; then
   # No depth sweep unless BENCH_AZURE_DEPTHS asks for one (at those depths, memory and Azurite).
   az_depths=${BENCH_AZURE_DEPTHS:-}; mem_depths=$az_depths; inst_n=60; tx_n=20
@@ -316,8 +322,63 @@ row() {
   printf '    %-58s %s\n' "$measure" "$figs" >&2
 }
 
+# Azurite
+# Every comparison on Azurite gets a fresh, warmed Azurite, and its bare baseline runs on that
+# same instance just before the handler. Azurite is one Node.js thread whose in-memory store
+# slows down as it fills, and what one row deletes is garbage-collected in the background
+# while the next runs: an earlier harness that shared one Azurite measured the later rows on a
+# busy emulator (storage calls timing out after 10 s).
+azurite_pid=""
+fresh_azurite() {
+  # The smoke pass proves the harness, not the figures: one Azurite, started and warmed once,
+  # serves every part (each part uses its own queue and container names). A full run gives
+  # each part a fresh one.
+  if [ "$mode" = smoke ] && [ -n "$azurite_pid" ]; then return 0; fi
+  if [ -n "$azurite_pid" ]; then stop_pid "$azurite_pid"; fi
+  start_azurite
+  # Azurite is Node: warm its JIT first so the bare baselines are not measured cold.
+  run_bench "$work/az_warm" azure --what roundtrip --blob "$az_blob_url" --queue "$az_queue_url" --n 300 --conc 16
+  run_bench "$work/az_warmq" azure --what drain --queue "$az_queue_url" --n 300 --conc 4
+  # A longer storage timeout than the default 3 s: a saturated Azurite can fall seconds behind.
+  azure_env=(AzureWebJobsStorage="$az_conn" QUEUE_MAX_POLL_MS=1000 STORAGE_TIMEOUT_MS=10000)
+}
+az_conc=32
+
+# The backlog drains, the counted storage calls, the instance sweep and the charts.
+# shellcheck source=bench/scale.sh
+source "$repo/bench/scale.sh"
+
+# report: prints the table (and the sweeps); fails the run if a measurement could not run.
+report() {
+  bad=$((${h_post_bad:-0} + ${h_pend_bad:-0} + ${h_done_bad:-0} + ${a_post_bad:-0} + ${a_pend_bad:-0} + ${a_done_bad:-0}))
+  echo
+  echo "## Benchmarks ($mode run, $(nproc) cores, load generator: $loadgen, ${dur}s per throughput row)"
+  echo
+  echo "| measure | figure | baseline | ratio | target | met? |"
+  echo "|---|---|---|---|---|---|"
+  cat "$rows"
+  if [ -s "$sweeps" ]; then
+    echo
+    cat "$sweeps"
+  fi
+  echo
+  echo "Non-2xx/3xx answers or socket errors during handler load: $bad"
+  if [ "$errors" -gt 0 ]; then
+    echo "bench: $errors measurement(s) could not run (see above): the harness is broken" >&2
+    exit 1
+  fi
+}
+
 mem_env=(PROCESSING_DELAY_MS=0)
 parked_env=(PROCESSING_DELAY_MS=3600000 WORKER_CONCURRENCY=1)
+
+# --drain N: the backlog drain rows alone, then the report.
+if [ "$mode" = drain ]; then
+  log "Azurite: the backlog drains alone ($drain_az queued)"
+  drain_rows
+  report
+  exit 0
+fi
 
 # ================================================================== in memory vs baseline
 log "baseline server and in-memory handler"
@@ -434,31 +495,7 @@ else
 fi
 
 # ================================================================== Azurite
-# Every comparison on Azurite gets a fresh, warmed Azurite, and its bare baseline runs on that
-# same instance just before the handler. Azurite is one Node.js thread whose in-memory store
-# slows down as it fills, and what one row deletes is garbage-collected in the background
-# while the next runs: an earlier harness that shared one Azurite measured the later rows on a
-# busy emulator (storage calls timing out after 10 s).
 log "Azurite"
-azurite_pid=""
-fresh_azurite() {
-  # The smoke pass proves the harness, not the figures: one Azurite, started and warmed once,
-  # serves every part (each part uses its own queue and container names). A full run gives
-  # each part a fresh one.
-  if [ "$mode" = smoke ] && [ -n "$azurite_pid" ]; then return 0; fi
-  if [ -n "$azurite_pid" ]; then stop_pid "$azurite_pid"; fi
-  start_azurite
-  # Azurite is Node: warm its JIT first so the bare baselines are not measured cold.
-  run_bench "$work/az_warm" azure --what roundtrip --blob "$az_blob_url" --queue "$az_queue_url" --n 300 --conc 16
-  run_bench "$work/az_warmq" azure --what drain --queue "$az_queue_url" --n 300 --conc 4
-  # A longer storage timeout than the default 3 s: a saturated Azurite can fall seconds behind.
-  azure_env=(AzureWebJobsStorage="$az_conn" QUEUE_MAX_POLL_MS=1000 STORAGE_TIMEOUT_MS=10000)
-}
-az_conc=32
-
-# The backlog drains, the counted storage calls, the instance sweep and the charts.
-# shellcheck source=bench/scale.sh
-source "$repo/bench/scale.sh"
 
 # --- submit
 fresh_azurite
@@ -566,20 +603,4 @@ log "charts"
 draw_charts || { echo "bench: drawing the charts failed" >&2; errors=$((errors + 1)); }
 
 # ================================================================== report
-bad=$((${h_post_bad:-0} + ${h_pend_bad:-0} + ${h_done_bad:-0} + ${a_post_bad:-0} + ${a_pend_bad:-0} + ${a_done_bad:-0}))
-echo
-echo "## Benchmarks ($mode run, $(nproc) cores, load generator: $loadgen, ${dur}s per throughput row)"
-echo
-echo "| measure | figure | baseline | ratio | target | met? |"
-echo "|---|---|---|---|---|---|"
-cat "$rows"
-if [ -s "$sweeps" ]; then
-  echo
-  cat "$sweeps"
-fi
-echo
-echo "Non-2xx/3xx answers or socket errors during handler load: $bad"
-if [ "$errors" -gt 0 ]; then
-  echo "bench: $errors measurement(s) could not run (see above): the harness is broken" >&2
-  exit 1
-fi
+report
