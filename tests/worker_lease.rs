@@ -15,8 +15,10 @@ use tokio_util::sync::CancellationToken;
 use async_request_reply::adapters::memory::{
     MemoryRecordStore, MemoryResultStore, MemoryWorkQueue,
 };
+use async_request_reply::domain::load::LoadLimit;
 use async_request_reply::domain::ports::{Storage, Stores, SystemClock, WorkQueue};
 use async_request_reply::domain::{Service, ServiceSettings, Status};
+use async_request_reply::edges::consumer::ConsumerGauges;
 use async_request_reply::edges::worker::{self, WorkerSettings};
 
 use support::eventually;
@@ -32,6 +34,16 @@ fn service_on(
     work: Arc<dyn Work>,
     settings: ServiceSettings,
 ) -> Arc<Service> {
+    service_limited(queue, work, settings, LoadLimit::unlimited())
+}
+
+/// The same, its work side held to `load`.
+fn service_limited(
+    queue: Arc<dyn WorkQueue>,
+    work: Arc<dyn Work>,
+    settings: ServiceSettings,
+    load: LoadLimit,
+) -> Arc<Service> {
     let stores = Stores {
         records: Arc::new(MemoryRecordStore::new()),
         results: Arc::new(MemoryResultStore::new()),
@@ -39,7 +51,10 @@ fn service_on(
         callbacks: Arc::new(MemoryWorkQueue::new()),
     };
     Arc::new(Service::new(
-        Storage::same(stores),
+        Storage {
+            work_load: Arc::new(load),
+            ..Storage::same(stores)
+        },
         work,
         Arc::new(SystemClock),
         settings,
@@ -102,6 +117,85 @@ async fn work_outlasting_the_visibility_timeout_keeps_its_message_hidden() {
     .await;
     assert_eq!(service.get(id).await.unwrap().status, Status::Succeeded);
     assert_eq!(queue.delivered.load(Ordering::SeqCst), 1);
+
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the worker stops")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_waiting_for_the_load_limit_keeps_its_message_hidden() {
+    // A limit of one: the second message received waits at the gate while the first is
+    // worked on, longer than its visibility timeout.
+    let queue = Arc::new(CountingQueue::default());
+    let work = Arc::new(GatedWork::default());
+    let service = service_limited(
+        queue.clone(),
+        work.clone(),
+        ServiceSettings::default(),
+        LoadLimit::new(1, Duration::MAX),
+    );
+    let visibility = Duration::from_secs(1);
+    let settings = WorkerSettings {
+        concurrency: 4,
+        visibility_timeout: visibility,
+        max_poll_interval: Duration::from_millis(100),
+    };
+    let first = submit_sample(&service).await;
+    let second = submit_sample(&service).await;
+    let stop = CancellationToken::new();
+    let gauges = Arc::new(ConsumerGauges::default());
+    let running = tokio::spawn(worker::run(
+        service.clone(),
+        settings,
+        gauges.clone(),
+        stop.clone(),
+    ));
+
+    tokio::time::timeout(Duration::from_secs(10), work.started.notified())
+        .await
+        .expect("the worker starts the first work");
+    let received_at = Instant::now();
+    // Both held, one worked on; both renewed (three each, half a timeout apart).
+    eventually(
+        "both renewed three times",
+        POLL,
+        Duration::from_secs(10),
+        async || queue.extended.load(Ordering::SeqCst) >= 6,
+    )
+    .await;
+    assert_eq!((gauges.held(), gauges.in_flight()), (2, 1));
+    assert!(received_at.elapsed() > visibility);
+    assert!(
+        queue
+            .inner
+            .receive(32, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a message waiting past its timeout is visible again"
+    );
+    assert_eq!(queue.delivered.load(Ordering::SeqCst), 2);
+
+    // The first ends, the second goes in and ends: each delivered once.
+    work.go.notify_one();
+    tokio::time::timeout(Duration::from_secs(10), work.started.notified())
+        .await
+        .expect("the worker starts the second work");
+    work.go.notify_one();
+    eventually(
+        "both messages deleted",
+        POLL,
+        Duration::from_secs(10),
+        async || queue.deleted.load(Ordering::SeqCst) == 2,
+    )
+    .await;
+    for id in [first, second] {
+        assert_eq!(service.get(id).await.unwrap().status, Status::Succeeded);
+    }
+    assert_eq!(queue.delivered.load(Ordering::SeqCst), 2);
 
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(10), running)

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::consumer::{consume, ConsumerGauges, ConsumerSettings, Handler};
+use super::gate::Gate;
 use crate::domain::ports::{Delivery, StoreError, WorkQueue};
 use crate::domain::Outcome;
 use crate::domain::Service;
@@ -91,8 +92,8 @@ impl Handler for WorkQueueHandler {
     fn queued(&self) -> &Notify {
         self.service.enqueued()
     }
-    async fn handle(&self, delivery: Delivery) {
-        handle(&self.service, delivery, self.visibility).await
+    async fn handle(&self, delivery: Delivery, gate: &Gate) {
+        handle(&self.service, delivery, self.visibility, gate).await
     }
 }
 
@@ -113,7 +114,8 @@ impl Handler for PoisonQueue {
     fn queued(&self) -> &Notify {
         self.0.dead_lettered()
     }
-    async fn handle(&self, delivery: Delivery) {
+    async fn handle(&self, delivery: Delivery, gate: &Gate) {
+        let _pass = gate.enter().await;
         let outcome = self
             .0
             .poisoned(&delivery.text, &delivery.receipt.message_id)
@@ -128,9 +130,12 @@ impl Handler for PoisonQueue {
 
 /// Processes one delivery, keeping its message hidden meanwhile, then deletes it, leaves it
 /// for a retry, or dead-letters it.
-async fn handle(service: &Service, delivery: Delivery, visibility: Duration) {
+/// Its storage calls wait for a place in `gate`; the renewals do not (a message waiting for a
+/// place stays hidden).
+async fn handle(service: &Service, delivery: Delivery, visibility: Duration, gate: &Gate) {
     let queue = service.queue();
     if delivery.dequeue_count > service.settings().max_dequeue_count {
+        let _pass = gate.enter().await;
         // Its last allowed attempt never reported back (a crash, a kill): as the host does, it
         // goes to the poison queue without another attempt, and the poison loop ends it.
         warn!(
@@ -142,11 +147,12 @@ async fn handle(service: &Service, delivery: Delivery, visibility: Duration) {
     }
     let (done_tx, mut done) = watch::channel(false);
     let work = async {
+        let pass = gate.enter().await;
         let outcome = service
             .process(&delivery.text, delivery.dequeue_count)
             .await;
         let _ = done_tx.send(true);
-        outcome
+        (outcome, pass)
     };
     // As the host's queue trigger does: while the work runs, the message's visibility is
     // renewed halfway through each timeout, so slow storage never makes a message being worked
@@ -177,7 +183,7 @@ async fn handle(service: &Service, delivery: Delivery, visibility: Duration) {
             }
         }
     };
-    let (outcome, receipt) = tokio::join!(work, renew);
+    let ((outcome, _pass), receipt) = tokio::join!(work, renew);
     let delivery = Delivery {
         receipt,
         ..delivery
