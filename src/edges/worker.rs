@@ -92,6 +92,9 @@ impl Handler for WorkQueueHandler {
     fn queued(&self) -> &Notify {
         self.service.enqueued()
     }
+    fn renews(&self) -> bool {
+        true
+    }
     async fn handle(&self, delivery: Delivery, gate: &Gate) {
         handle(&self.service, delivery, self.visibility, gate).await
     }
@@ -114,8 +117,7 @@ impl Handler for PoisonQueue {
     fn queued(&self) -> &Notify {
         self.0.dead_lettered()
     }
-    async fn handle(&self, delivery: Delivery, gate: &Gate) {
-        let _pass = gate.enter().await;
+    async fn handle(&self, delivery: Delivery, _gate: &Gate) {
         let outcome = self
             .0
             .poisoned(&delivery.text, &delivery.receipt.message_id)
@@ -130,12 +132,12 @@ impl Handler for PoisonQueue {
 
 /// Processes one delivery, keeping its message hidden meanwhile, then deletes it, leaves it
 /// for a retry, or dead-letters it.
-/// Its storage calls wait for a place in `gate`; the renewals do not (a message waiting for a
-/// place stays hidden).
+/// The work's storage calls wait for a place in `gate`; the renewals do not (a message waiting
+/// for a place stays hidden), nor does a dead-lettering on arrival (it is not renewed, and is
+/// two calls).
 async fn handle(service: &Service, delivery: Delivery, visibility: Duration, gate: &Gate) {
     let queue = service.queue();
     if delivery.dequeue_count > service.settings().max_dequeue_count {
-        let _pass = gate.enter().await;
         // Its last allowed attempt never reported back (a crash, a kill): as the host does, it
         // goes to the poison queue without another attempt, and the poison loop ends it.
         warn!(
