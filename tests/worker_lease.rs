@@ -62,29 +62,69 @@ fn service_limited(
     ))
 }
 
+/// A standalone worker of concurrency 4 on a service, until `stop`.
+struct RunningWorker {
+    gauges: Arc<ConsumerGauges>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningWorker {
+    fn start(service: &Arc<Service>, visibility: Duration) -> Self {
+        let settings = WorkerSettings {
+            concurrency: 4,
+            visibility_timeout: visibility,
+            max_poll_interval: Duration::from_millis(100),
+        };
+        let (gauges, stop) = (
+            Arc::new(ConsumerGauges::default()),
+            CancellationToken::new(),
+        );
+        let task = tokio::spawn(worker::run(
+            service.clone(),
+            settings,
+            gauges.clone(),
+            stop.clone(),
+        ));
+        Self { gauges, stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the worker stops")
+            .unwrap();
+    }
+}
+
+/// No message of `queue` is visible: all it delivered are still hidden.
+async fn assert_none_visible(queue: &CountingQueue, why: &str) {
+    let visible = queue
+        .inner
+        .receive(32, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(visible.is_empty(), "{why}");
+}
+
+/// Waits for `work` to start once more.
+async fn started(work: &GatedWork) {
+    tokio::time::timeout(Duration::from_secs(10), work.started.notified())
+        .await
+        .expect("the worker starts the work");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_outlasting_the_visibility_timeout_keeps_its_message_hidden() {
     let queue = Arc::new(CountingQueue::default());
     let work = Arc::new(GatedWork::default());
     let service = service_on(queue.clone(), work.clone(), ServiceSettings::default());
     let visibility = Duration::from_secs(1);
-    let settings = WorkerSettings {
-        concurrency: 4,
-        visibility_timeout: visibility,
-        max_poll_interval: Duration::from_millis(100),
-    };
-    let stop = CancellationToken::new();
-    let running = tokio::spawn(worker::run(
-        service.clone(),
-        settings,
-        Arc::default(),
-        stop.clone(),
-    ));
+    let worker = RunningWorker::start(&service, visibility);
 
     let id = submit_sample(&service).await;
-    tokio::time::timeout(Duration::from_secs(10), work.started.notified())
-        .await
-        .expect("the worker starts the work");
+    started(&work).await;
     let received_at = Instant::now();
 
     // Three renewals, half a timeout apart, take the work well past the first timeout.
@@ -96,15 +136,11 @@ async fn work_outlasting_the_visibility_timeout_keeps_its_message_hidden() {
     )
     .await;
     assert!(received_at.elapsed() > visibility);
-    assert!(
-        queue
-            .inner
-            .receive(32, Duration::from_secs(30))
-            .await
-            .unwrap()
-            .is_empty(),
-        "a message being worked on past its timeout is visible again"
-    );
+    assert_none_visible(
+        &queue,
+        "a message being worked on past its timeout is visible again",
+    )
+    .await;
     assert_eq!(queue.delivered.load(Ordering::SeqCst), 1);
 
     work.go.notify_one();
@@ -117,12 +153,7 @@ async fn work_outlasting_the_visibility_timeout_keeps_its_message_hidden() {
     .await;
     assert_eq!(service.get(id).await.unwrap().status, Status::Succeeded);
     assert_eq!(queue.delivered.load(Ordering::SeqCst), 1);
-
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .expect("the worker stops")
-        .unwrap();
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,25 +169,11 @@ async fn a_message_waiting_for_the_load_limit_keeps_its_message_hidden() {
         LoadLimit::new(1, Duration::MAX),
     );
     let visibility = Duration::from_secs(1);
-    let settings = WorkerSettings {
-        concurrency: 4,
-        visibility_timeout: visibility,
-        max_poll_interval: Duration::from_millis(100),
-    };
     let first = submit_sample(&service).await;
     let second = submit_sample(&service).await;
-    let stop = CancellationToken::new();
-    let gauges = Arc::new(ConsumerGauges::default());
-    let running = tokio::spawn(worker::run(
-        service.clone(),
-        settings,
-        gauges.clone(),
-        stop.clone(),
-    ));
+    let worker = RunningWorker::start(&service, visibility);
 
-    tokio::time::timeout(Duration::from_secs(10), work.started.notified())
-        .await
-        .expect("the worker starts the first work");
+    started(&work).await;
     let received_at = Instant::now();
     // Both held, one worked on; both renewed (three each, half a timeout apart).
     eventually(
@@ -166,24 +183,18 @@ async fn a_message_waiting_for_the_load_limit_keeps_its_message_hidden() {
         async || queue.extended.load(Ordering::SeqCst) >= 6,
     )
     .await;
-    assert_eq!((gauges.held(), gauges.in_flight()), (2, 1));
+    assert_eq!((worker.gauges.held(), worker.gauges.in_flight()), (2, 1));
     assert!(received_at.elapsed() > visibility);
-    assert!(
-        queue
-            .inner
-            .receive(32, Duration::from_secs(30))
-            .await
-            .unwrap()
-            .is_empty(),
-        "a message waiting past its timeout is visible again"
-    );
+    assert_none_visible(
+        &queue,
+        "a message waiting past its timeout is visible again",
+    )
+    .await;
     assert_eq!(queue.delivered.load(Ordering::SeqCst), 2);
 
     // The first ends, the second goes in and ends: each delivered once.
     work.go.notify_one();
-    tokio::time::timeout(Duration::from_secs(10), work.started.notified())
-        .await
-        .expect("the worker starts the second work");
+    started(&work).await;
     work.go.notify_one();
     eventually(
         "both messages deleted",
@@ -196,12 +207,7 @@ async fn a_message_waiting_for_the_load_limit_keeps_its_message_hidden() {
         assert_eq!(service.get(id).await.unwrap().status, Status::Succeeded);
     }
     assert_eq!(queue.delivered.load(Ordering::SeqCst), 2);
-
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .expect("the worker stops")
-        .unwrap();
+    worker.stop().await;
 }
 
 /// A message whose allowed deliveries were all taken by instances that died before reporting
@@ -221,18 +227,7 @@ async fn a_message_past_its_allowed_deliveries_goes_to_poison_unprocessed() {
     for _ in 0..2 {
         assert_eq!(queue.receive(32, Duration::ZERO).await.unwrap().len(), 1);
     }
-    let settings = WorkerSettings {
-        concurrency: 4,
-        visibility_timeout: Duration::from_secs(30),
-        max_poll_interval: Duration::from_millis(100),
-    };
-    let stop = CancellationToken::new();
-    let running = tokio::spawn(worker::run(
-        service.clone(),
-        settings,
-        Arc::default(),
-        stop.clone(),
-    ));
+    let worker = RunningWorker::start(&service, Duration::from_secs(30));
     let failed = eventually(
         "the operation's end",
         POLL,
@@ -258,10 +253,5 @@ async fn a_message_past_its_allowed_deliveries_goes_to_poison_unprocessed() {
     let copies = service.poison_copies().await.unwrap();
     assert_eq!(copies.len(), 1);
     assert_eq!(copies[0].operation_id, Some(id));
-
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .expect("the worker stops")
-        .unwrap();
+    worker.stop().await;
 }
