@@ -648,6 +648,84 @@ async fn an_idle_keep_alive_connection_is_closed() {
     );
 }
 
+/// The frame types an HTTP/2 peer sent, read from its raw bytes (after nothing else).
+fn h2_frame_types(mut raw: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    while raw.len() >= 9 {
+        let len = u32::from_be_bytes([0, raw[0], raw[1], raw[2]]) as usize;
+        types.push(raw[3]);
+        raw = &raw[(9 + len).min(raw.len())..];
+    }
+    types
+}
+
+/// An HTTP/2 connection that sent its preface and settings and then no request is closed after
+/// `HEADER_TIMEOUT_SECONDS`, gracefully (`GOAWAY`), like an idle HTTP/1 keep-alive one: nothing
+/// in hyper bounds it, and each holds one of `MAX_CONNECTIONS`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_closed() {
+    let app = TestApp::start(Backend::Memory, &[("HEADER_TIMEOUT_SECONDS", "1")]).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    // An empty SETTINGS frame: length 0, type 4, no flags, stream 0.
+    s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    let sent = closed_by_server(&mut s, Duration::from_secs(10), "an idle HTTP/2 connection").await;
+    let types = h2_frame_types(&sent);
+    assert_eq!(
+        types.first(),
+        Some(&4),
+        "the server's SETTINGS first: {types:?}"
+    );
+    assert!(types.contains(&7), "closed with a GOAWAY: {types:?}");
+}
+
+/// A request in progress keeps its HTTP/2 connection open past `HEADER_TIMEOUT_SECONDS`: only
+/// a connection with none is idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_http2_request_is_not_cut_by_the_idle_limit() {
+    let app = TestApp::start(
+        Backend::Memory,
+        &[
+            ("HEADER_TIMEOUT_SECONDS", "1"),
+            ("PROCESSING_DELAY_MS", "2500"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let accepted = client
+        .post(format!("{}/api/AsyncProcessingWorkAcceptor", app.base))
+        .json(&serde_json::json!({"id": "1", "customername": "Contoso"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.version(), reqwest::Version::HTTP_2);
+    let status = accepted.status();
+    let location = accepted
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_string());
+    assert_eq!(status, 202, "{}", accepted.text().await.unwrap());
+    let location = location.unwrap();
+    let started = std::time::Instant::now();
+    let done = client
+        .get(format!("{location}?OnPending=Synchronous"))
+        .send()
+        .await
+        .expect("the synchronous wait answered on its HTTP/2 connection");
+    assert!(
+        started.elapsed() > Duration::from_secs(1),
+        "the wait outlasted the idle limit"
+    );
+    assert_eq!(done.status(), 302);
+}
+
 /// A connection still silent when shutdown begins does not hold shutdown up for its header
 /// timeout (nor for the grace period): it is dropped at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

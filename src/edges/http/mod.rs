@@ -10,7 +10,9 @@
 //! client's time. The accept loop is `server`'s, for a like reason: warp's server has no header
 //! deadline and no connection cap.
 
+mod authority;
 pub mod handlers;
+mod idle;
 pub mod invocation;
 pub mod problem;
 pub mod public_url;

@@ -1,7 +1,7 @@
 //! The HTTP server loop: accepts connections up to a configured bound (past it, new connections
 //! wait in the listen backlog instead of exhausting memory), serves each with hyper under
-//! header-size and header-time limits (from the first byte on), and drains in-flight requests on
-//! shutdown.
+//! header-size and header-time limits (from the first byte on), closes a connection with no
+//! request in progress for the header time (`idle`), and drains in-flight requests on shutdown.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -9,15 +9,20 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 use warp::Filter;
 
+use super::authority::HostFromAuthority;
+use super::idle::{Activity, Counted};
 use super::sniff_deadline::SniffDeadline;
+
+/// A deadline that never comes.
+const FAR: Duration = Duration::from_secs(86_400);
 
 /// Limits on connections and on what a client may send before its body.
 #[derive(Debug, Clone, Copy)]
@@ -27,7 +32,8 @@ pub struct ConnectionLimits {
     /// Bytes of request line plus headers; past it hyper answers `431`.
     pub max_header_bytes: usize,
     /// Time a client has to send its request line and headers (hyper's timer, for every
-    /// request on a connection), and, on a new connection, to send its first bytes at all.
+    /// request on a connection), and, on a new connection, to send its first bytes at all; a
+    /// connection with no request in progress for this long is closed.
     pub header_timeout: Duration,
 }
 
@@ -46,7 +52,7 @@ pub async fn serve<F>(
         + 'static,
 {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -80,21 +86,56 @@ pub async fn serve<F>(
             _ = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(warp::service(filter.clone()));
+        let activity = Arc::new(Activity::default());
+        let service = Counted {
+            inner: HostFromAuthority(TowerToHyperService::new(warp::service(filter.clone()))),
+            activity: activity.clone(),
+        };
         // The deadline runs inside the connection's own task, so the accept loop never waits
         // on it, and graceful shutdown cancels a connection still sniffing at once.
         let stream = SniffDeadline::new(stream, limits.header_timeout);
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                debug!(%peer, error = %e, "connection ended with an error");
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            tokio::pin!(connection);
+            let mut closing = false;
+            // An idle connection closed gracefully still needs its peer's help to end (HTTP/2
+            // waits for the acknowledgement of a ping after its `GOAWAY`): past this, dropped.
+            let mut give_up = None;
+            let idle = limits.header_timeout;
+            loop {
+                let until = give_up.unwrap_or_else(|| tokio::time::Instant::now() + FAR);
+                tokio::select! {
+                    ended = connection.as_mut() => {
+                        if let Err(e) = ended {
+                            debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    // Both close gracefully: requests in progress finish (HTTP/2: `GOAWAY`,
+                    // then the open streams end; HTTP/1: the current response, then close).
+                    _ = shutdown.cancelled(), if !closing => {
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    _ = activity.idle_for(idle), if !closing => {
+                        debug!(%peer, "closing a connection with no request in progress");
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                        give_up = Some(tokio::time::Instant::now() + idle);
+                    }
+                    _ = tokio::time::sleep_until(until), if give_up.is_some() => {
+                        debug!(%peer, "dropping an idle connection that did not close");
+                        break;
+                    }
+                }
             }
             drop(permit);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    connections.close();
+    connections.wait().await;
 }
