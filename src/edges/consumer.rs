@@ -90,7 +90,7 @@ pub async fn consume<H: Handler>(
     shutdown: CancellationToken,
 ) {
     let mut in_flight = JoinSet::new();
-    let gate = Arc::new(Gate::new(load, settings.concurrency));
+    let gate = Arc::new(Gate::new(load.clone(), settings.concurrency));
     let renews = handler.renews();
     // Past the gate, or, where it is not used, all in hand.
     let working = |held: usize| if renews { gate.inside() } else { held };
@@ -110,6 +110,7 @@ pub async fn consume<H: Handler>(
                 queue = settings.name,
                 limit,
                 was = last_limit,
+                cuts = load.decreases(),
                 "storage's answers moved the consumer's limit"
             );
             last_limit = limit;
