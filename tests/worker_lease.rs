@@ -15,10 +15,8 @@ use tokio_util::sync::CancellationToken;
 use async_request_reply::adapters::memory::{
     MemoryRecordStore, MemoryResultStore, MemoryWorkQueue,
 };
-use async_request_reply::domain::load::LoadLimit;
 use async_request_reply::domain::ports::{Storage, Stores, SystemClock, WorkQueue};
 use async_request_reply::domain::{Service, ServiceSettings, Status};
-use async_request_reply::edges::consumer::ConsumerGauges;
 use async_request_reply::edges::worker::{self, WorkerSettings};
 
 use support::eventually;
@@ -34,16 +32,6 @@ fn service_on(
     work: Arc<dyn Work>,
     settings: ServiceSettings,
 ) -> Arc<Service> {
-    service_limited(queue, work, settings, LoadLimit::unlimited())
-}
-
-/// The same, its work side held to `load`.
-fn service_limited(
-    queue: Arc<dyn WorkQueue>,
-    work: Arc<dyn Work>,
-    settings: ServiceSettings,
-    load: LoadLimit,
-) -> Arc<Service> {
     let stores = Stores {
         records: Arc::new(MemoryRecordStore::new()),
         results: Arc::new(MemoryResultStore::new()),
@@ -51,10 +39,7 @@ fn service_limited(
         callbacks: Arc::new(MemoryWorkQueue::new()),
     };
     Arc::new(Service::new(
-        Storage {
-            work_load: Arc::new(load),
-            ..Storage::same(stores)
-        },
+        Storage::same(stores),
         work,
         Arc::new(SystemClock),
         settings,
@@ -64,7 +49,6 @@ fn service_limited(
 
 /// A standalone worker of concurrency 4 on a service, until `stop`.
 struct RunningWorker {
-    gauges: Arc<ConsumerGauges>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -76,17 +60,14 @@ impl RunningWorker {
             visibility_timeout: visibility,
             max_poll_interval: Duration::from_millis(100),
         };
-        let (gauges, stop) = (
-            Arc::new(ConsumerGauges::default()),
-            CancellationToken::new(),
-        );
+        let stop = CancellationToken::new();
         let task = tokio::spawn(worker::run(
             service.clone(),
             settings,
-            gauges.clone(),
+            Arc::default(),
             stop.clone(),
         ));
-        Self { gauges, stop, task }
+        Self { stop, task }
     }
 
     async fn stop(self) {
@@ -153,60 +134,6 @@ async fn work_outlasting_the_visibility_timeout_keeps_its_message_hidden() {
     .await;
     assert_eq!(service.get(id).await.unwrap().status, Status::Succeeded);
     assert_eq!(queue.delivered.load(Ordering::SeqCst), 1);
-    worker.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_waiting_for_the_load_limit_keeps_its_message_hidden() {
-    // A limit of one: the second message received waits at the gate while the first is
-    // worked on, longer than its visibility timeout.
-    let queue = Arc::new(CountingQueue::default());
-    let work = Arc::new(GatedWork::default());
-    let service = service_limited(
-        queue.clone(),
-        work.clone(),
-        ServiceSettings::default(),
-        LoadLimit::new(1, Duration::MAX),
-    );
-    let visibility = Duration::from_secs(1);
-    let first = submit_sample(&service).await;
-    let second = submit_sample(&service).await;
-    let worker = RunningWorker::start(&service, visibility);
-
-    started(&work).await;
-    let received_at = Instant::now();
-    // Both held, one worked on; both renewed (three each, half a timeout apart).
-    eventually(
-        "both renewed three times",
-        POLL,
-        Duration::from_secs(10),
-        async || queue.extended.load(Ordering::SeqCst) >= 6,
-    )
-    .await;
-    assert_eq!((worker.gauges.held(), worker.gauges.in_flight()), (2, 1));
-    assert!(received_at.elapsed() > visibility);
-    assert_none_visible(
-        &queue,
-        "a message waiting past its timeout is visible again",
-    )
-    .await;
-    assert_eq!(queue.delivered.load(Ordering::SeqCst), 2);
-
-    // The first ends, the second goes in and ends: each delivered once.
-    work.go.notify_one();
-    started(&work).await;
-    work.go.notify_one();
-    eventually(
-        "both messages deleted",
-        POLL,
-        Duration::from_secs(10),
-        async || queue.deleted.load(Ordering::SeqCst) == 2,
-    )
-    .await;
-    for id in [first, second] {
-        assert_eq!(service.get(id).await.unwrap().status, Status::Succeeded);
-    }
-    assert_eq!(queue.delivered.load(Ordering::SeqCst), 2);
     worker.stop().await;
 }
 

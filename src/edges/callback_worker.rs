@@ -13,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::consumer::{consume, ConsumerGauges, ConsumerSettings, Handler};
-use super::gate::Gate;
 use crate::domain::ports::{Delivery, WorkQueue};
 use crate::domain::{Outcome, Service};
 
@@ -63,7 +62,7 @@ impl Handler for Callbacks {
     fn queued(&self) -> &Notify {
         self.0.callback_queued()
     }
-    async fn handle(&self, delivery: Delivery, _gate: &Gate) {
+    async fn handle(&self, delivery: Delivery) {
         if self.0.deliver_callback(&delivery.text).await == Outcome::Done {
             if let Err(e) = self.queue().delete(&delivery.receipt).await {
                 // It comes back; the callback's state makes the rerun a no-op.

@@ -5,6 +5,5 @@
 
 pub mod callback_worker;
 pub mod consumer;
-pub mod gate;
 pub mod http;
 pub mod worker;

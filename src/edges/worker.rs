@@ -16,7 +16,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::consumer::{consume, ConsumerGauges, ConsumerSettings, Handler};
-use super::gate::Gate;
 use crate::domain::ports::{Delivery, StoreError, WorkQueue};
 use crate::domain::Outcome;
 use crate::domain::Service;
@@ -92,11 +91,8 @@ impl Handler for WorkQueueHandler {
     fn queued(&self) -> &Notify {
         self.service.enqueued()
     }
-    fn renews(&self) -> bool {
-        true
-    }
-    async fn handle(&self, delivery: Delivery, gate: &Gate) {
-        handle(&self.service, delivery, self.visibility, gate).await
+    async fn handle(&self, delivery: Delivery) {
+        handle(&self.service, delivery, self.visibility).await
     }
 }
 
@@ -117,7 +113,7 @@ impl Handler for PoisonQueue {
     fn queued(&self) -> &Notify {
         self.0.dead_lettered()
     }
-    async fn handle(&self, delivery: Delivery, _gate: &Gate) {
+    async fn handle(&self, delivery: Delivery) {
         let outcome = self
             .0
             .poisoned(&delivery.text, &delivery.receipt.message_id)
@@ -132,10 +128,7 @@ impl Handler for PoisonQueue {
 
 /// Processes one delivery, keeping its message hidden meanwhile, then deletes it, leaves it
 /// for a retry, or dead-letters it.
-/// The work's storage calls wait for a place in `gate`; the renewals do not (a message waiting
-/// for a place stays hidden), nor does a dead-lettering on arrival (it is not renewed, and is
-/// two calls).
-async fn handle(service: &Service, delivery: Delivery, visibility: Duration, gate: &Gate) {
+async fn handle(service: &Service, delivery: Delivery, visibility: Duration) {
     let queue = service.queue();
     if delivery.dequeue_count > service.settings().max_dequeue_count {
         // Its last allowed attempt never reported back (a crash, a kill): as the host does, it
@@ -149,12 +142,11 @@ async fn handle(service: &Service, delivery: Delivery, visibility: Duration, gat
     }
     let (done_tx, mut done) = watch::channel(false);
     let work = async {
-        let pass = gate.enter().await;
         let outcome = service
             .process(&delivery.text, delivery.dequeue_count)
             .await;
         let _ = done_tx.send(true);
-        (outcome, pass)
+        outcome
     };
     // As the host's queue trigger does: while the work runs, the message's visibility is
     // renewed halfway through each timeout, so slow storage never makes a message being worked
@@ -185,7 +177,7 @@ async fn handle(service: &Service, delivery: Delivery, visibility: Duration, gat
             }
         }
     };
-    let ((outcome, _pass), receipt) = tokio::join!(work, renew);
+    let (outcome, receipt) = tokio::join!(work, renew);
     let delivery = Delivery {
         receipt,
         ..delivery
