@@ -6,43 +6,62 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body::{Body, Frame, SizeHint};
-use tokio::sync::Notify;
+use tokio::time::Instant;
 use warp::http::Response;
 
-/// The requests in progress on one connection.
-#[derive(Debug, Default)]
+/// The requests in progress on one connection, and when the last one ended: plain atomics,
+/// so a request costs two counter updates and a clock read, and the wait below one timer per
+/// `limit`, however many requests pass.
+#[derive(Debug)]
 pub struct Activity {
     busy: AtomicUsize,
-    changed: Notify,
+    /// When a request last ended, in milliseconds since `born`.
+    last_ended: AtomicU64,
+    born: Instant,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self {
+            busy: AtomicUsize::new(0),
+            last_ended: AtomicU64::new(0),
+            born: Instant::now(),
+        }
+    }
 }
 
 impl Activity {
-    /// Ends once no request has been in progress for `limit` (at once re-armed by any).
+    /// Ends once no request has been in progress for `limit`.
     pub async fn idle_for(&self, limit: Duration) {
+        let mut wait = limit;
         loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            if self.busy.load(Ordering::SeqCst) == 0 {
-                tokio::select! {
-                    _ = tokio::time::sleep(limit) => return,
-                    _ = changed => {}
-                }
-            } else {
-                changed.await;
+            tokio::time::sleep(wait).await;
+            if self.busy.load(Ordering::SeqCst) > 0 {
+                wait = limit;
+                continue;
+            }
+            let since = self
+                .millis()
+                .saturating_sub(self.last_ended.load(Ordering::SeqCst));
+            match limit.checked_sub(Duration::from_millis(since)) {
+                Some(left) if !left.is_zero() => wait = left,
+                _ => return,
             }
         }
     }
 
+    fn millis(&self) -> u64 {
+        self.born.elapsed().as_millis() as u64
+    }
+
     fn enter(self: &Arc<Self>) -> Busy {
         self.busy.fetch_add(1, Ordering::SeqCst);
-        self.changed.notify_waiters();
         Busy(self.clone())
     }
 }
@@ -52,8 +71,11 @@ struct Busy(Arc<Activity>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.busy.fetch_sub(1, Ordering::SeqCst);
-        self.0.changed.notify_waiters();
+        let activity = &self.0;
+        activity
+            .last_ended
+            .store(activity.millis(), Ordering::SeqCst);
+        activity.busy.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
