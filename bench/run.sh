@@ -9,7 +9,7 @@
 #                               build, scripts/build-static.sh --quick); the full run refuses it
 #   bash bench/run.sh --drain N the backlog drain rows alone at N queued (the bare client's and
 #                               the handler's, each on a fresh Azurite; release builds): the
-#                               10,000-deep comparison in about 30 minutes instead of the full run
+#                               10,000-deep comparison in about 12 minutes instead of the full run
 #
 # Builds the release handler and the bench package (bench/, its own Cargo workspace, sharing
 # the root target/, or $CARGO_TARGET_DIR when set), installs what it needs (Azurite 3.35.0 into

@@ -21,9 +21,6 @@ use super::authority::HostFromAuthority;
 use super::idle::{Activity, Counted};
 use super::sniff_deadline::SniffDeadline;
 
-/// A deadline that never comes.
-const FAR: Duration = Duration::from_secs(86_400);
-
 /// Limits on connections and on what a client may send before its body.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
@@ -97,16 +94,11 @@ pub async fn serve<F>(
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
-        let shutdown = shutdown.clone();
+        let (shutdown, idle) = (shutdown.clone(), limits.header_timeout);
         connections.spawn(async move {
             tokio::pin!(connection);
             let mut closing = false;
-            // An idle connection closed gracefully still needs its peer's help to end (HTTP/2
-            // waits for the acknowledgement of a ping after its `GOAWAY`): past this, dropped.
-            let mut give_up = None;
-            let idle = limits.header_timeout;
             loop {
-                let until = give_up.unwrap_or_else(|| tokio::time::Instant::now() + FAR);
                 tokio::select! {
                     ended = connection.as_mut() => {
                         if let Err(e) = ended {
@@ -123,11 +115,15 @@ pub async fn serve<F>(
                     _ = activity.idle_for(idle), if !closing => {
                         debug!(%peer, "closing a connection with no request in progress");
                         connection.as_mut().graceful_shutdown();
-                        closing = true;
-                        give_up = Some(tokio::time::Instant::now() + idle);
-                    }
-                    _ = tokio::time::sleep_until(until), if give_up.is_some() => {
-                        debug!(%peer, "dropping an idle connection that did not close");
+                        // It still needs its peer's help to end (HTTP/2 waits for the
+                        // acknowledgement of a ping after its `GOAWAY`): past this, dropped.
+                        match tokio::time::timeout(idle, connection.as_mut()).await {
+                            Ok(Err(e)) => {
+                                debug!(%peer, error = %e, "connection ended with an error");
+                            }
+                            Ok(Ok(())) => {}
+                            Err(_) => debug!(%peer, "dropping an idle connection still open"),
+                        }
                         break;
                     }
                 }
